@@ -1,0 +1,52 @@
+"""Shared command-line contract of every job (DESIGN.md) and exit codes:
+0 done, 2 bad input (one line, before Ray starts), 1 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import Callable
+
+from reconlab.errors import InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 already; make it one line
+        raise InputError(f"{self.prog}: {message}")
+
+
+def job_parser(prog: str, description: str, default_space: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=description)
+    p.add_argument("--smoke-test", action="store_true", help="tiny, fast version of the whole job")
+    p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else SQLite in the storage dir)")
+    p.add_argument("--experiment", help="MLflow experiment name")
+    p.add_argument("--storage-path", help="directory for Ray results and the default MLflow store")
+    p.add_argument("--num-samples", type=int, help="trials (per stratum), overriding the search space")
+    p.add_argument("--search-space", default=default_space, help="YAML search space")
+    p.add_argument("--data-root", help="directory with real datasets (e.g. MNIST IDX files)")
+    p.add_argument("--resume", action="store_true", help="continue the last sweep of this name")
+    return p
+
+
+def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call ``main`` and map errors onto the exit-code contract."""
+    try:
+        return main(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return EXIT_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``reconlab`` console script: lists the jobs."""
+    print("reconlab jobs: python jobs/inversion_sweep.py [--smoke-test] ... (see README)")
+    return 0

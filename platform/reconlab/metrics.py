@@ -1,0 +1,60 @@
+"""Image-quality and inversion metrics, batched over the first dimension.
+
+Images are (b, c, h, w) in [0, data_range]. Every function returns one value
+per image, shape (b,), unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def mse(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    return (x - ref).pow(2).flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """10 log10(R^2 / MSE); +inf where the images are identical."""
+    return 10.0 * torch.log10(data_range**2 / mse(x, ref))
+
+
+def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
+    r = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM (Wang et al. 2004) with a Gaussian window, channel-averaged.
+
+    Matches ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=R)``: statistics are
+    computed where the window fits entirely ("valid" region)."""
+    x, ref = x.double(), ref.double()
+    b, c, h, w = x.shape
+    win = min(win_size, h, w)
+    win -= (win + 1) % 2  # odd
+    g = _gaussian_window(win, sigma, x.dtype, x.device)
+    k = (g[:, None] * g[None, :]).expand(c, 1, win, win)
+
+    def filt(t):
+        return F.conv2d(t, k, groups=c)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = filt(x), filt(ref)
+    vx = filt(x * x) - mx * mx
+    vy = filt(ref * ref) - my * my
+    cxy = filt(x * ref) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1).float()
+
+
+@torch.no_grad()
+def verifier_scores(verifier: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image: whether the independent verifier labels it as the target
+    (``hit``) and the verifier's probability of the target (``conf``)."""
+    verifier.eval()
+    probs = verifier(x).softmax(1)
+    return {"hit": (probs.argmax(1) == target).float(), "conf": probs.gather(1, target[:, None]).squeeze(1)}

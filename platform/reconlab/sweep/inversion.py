@@ -1,0 +1,190 @@
+"""The main job: train (or reuse) the thesis's classifiers, then sweep network
+inversion over them with Ray Tune + Optuna, scored by an independent verifier."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import time
+
+from reconlab import tracking
+from reconlab.cli import job_parser
+from reconlab.errors import InputError
+
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "inversion.yaml")
+
+
+def parse(argv):
+    p = job_parser("inversion_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
+    p.add_argument("--retrain", action="store_true", help="train the classifiers even if logged ones exist")
+    p.add_argument("--num-workers", type=int, help="Ray Train workers per classifier (overrides the YAML)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    t_start = time.time()
+    args = parse(argv)
+    # ---- everything that can be wrong with the input is checked before Ray starts
+    from reconlab.data import load_dataset
+    from reconlab.sweep.inversion_trial import INVERTIBLE, METRICS, InversionTrialConfig
+    from reconlab.sweep.spec import load_spec
+    from reconlab.training.classifier import VARIANTS
+
+    spec = load_spec(args.search_space, InversionTrialConfig, smoke=args.smoke_test, metrics=METRICS)
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise InputError("must be >= 1", key="--num-samples", value=args.num_samples)
+        spec = dataclasses.replace(spec, num_samples=args.num_samples)
+    if args.num_workers is not None and args.num_workers < 1:
+        raise InputError("must be >= 1", key="--num-workers", value=args.num_workers)
+    storage_dir = tracking.results_dir(args.storage_path)
+    tracking.check_storage_dir(storage_dir)
+    uri = tracking.resolve_tracking_uri(args.tracking_uri, storage_dir)
+    tracking.check_tracking_uri(uri)
+    if tracking.in_submitted_job() and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                            or args.storage_path):
+        tracking.announce(f"no --tracking-uri/--storage-path given under `ray job submit`: results go to "
+                          f"{storage_dir} (MLflow: {uri}) on the head node")
+    ds = load_dataset(spec.dataset, args.data_root)
+    variants = spec.strata() or [spec.fixed.get("variant", InversionTrialConfig.variant)]
+    experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
+
+    # ---- Ray, classifiers, sweep
+    from reconlab.sweep.runner import init_ray, markdown_table, print_ui_hint, run_tuner, start_parent
+
+    init_ray()
+    c = tracking.client(uri)
+    exp_id = tracking.experiment_id(c, experiment)
+    shared = {"models": {}, "digests": {}}
+    train_ids = {}
+    for v in [*variants, "verifier"]:
+        tspec = VARIANTS[v]
+        if spec.train.epochs is not None:
+            tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
+        meta, state, run_id = ensure_classifier_logged(
+            c, exp_id, v, tspec, ds, args, uri, storage_dir, args.num_workers or spec.train.num_workers)
+        shared["models"][v] = (meta, state)
+        shared["digests"][v] = tspec.digest()
+        train_ids[v] = run_id
+
+    from reconlab.inversion.tasks import pick_sources
+    from reconlab.sweep.inversion_trial import grids_from_checkpoint, tune_trainable
+
+    shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
+    shared["class_means"] = ds.class_means("test")
+    shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
+    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resume=args.resume,
+                         extra_params={"dataset": ds.name, "data_fingerprint": ds.fingerprint(),
+                                       "smoke_test": args.smoke_test,
+                                       **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}})
+    from ray import tune
+
+    steps_max = (spec.search["steps"]["high"] if "steps" in spec.search
+                 else spec.fixed.get("steps", InversionTrialConfig.steps))
+    every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
+
+    def artifacts(trial):
+        cp = trial.checkpoint
+        if cp is None:
+            return {}
+        with cp.as_directory() as d:
+            return grids_from_checkpoint(d, trial.config.get("restarts", InversionTrialConfig.restarts))
+
+    try:
+        grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
+                         metric_keys=(*METRICS, "step"), max_t=math.ceil(steps_max / every), artifacts=artifacts)
+        rows, best = summarize(grid, spec, variants)
+        finish_parent(c, sweep.run_id, rows, best, grid, spec, artifacts)
+    except BaseException as e:
+        c.set_tag(sweep.run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
+        c.set_terminated(sweep.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    print_report(rows, spec, variants, uri, experiment, time.time() - t_start)
+    print_ui_hint(uri)
+    return 0
+
+
+def ensure_classifier_logged(c, exp_id, variant, tspec, ds, args, uri, storage_dir, num_workers):
+    from reconlab.training.logged import ensure_classifier
+
+    return ensure_classifier(c, exp_id, variant, tspec, dataset=ds, data_root=args.data_root, uri=uri,
+                             storage_dir=storage_dir, num_workers=num_workers, retrain=args.retrain,
+                             log=tracking.announce)
+
+
+CONFIG_KEYS = ("optimizer", "lr", "steps", "tv_weight", "l2_weight", "bn_weight", "init_scale")
+
+
+def summarize(grid, spec, variants):
+    """Per classifier variant: the best trial by the sweep metric (last report)."""
+    sign = 1 if spec.mode == "max" else -1
+    rows, best = [], {}
+    for v in variants:
+        cands = [r for r in grid if r.error is None and r.metrics and r.config.get("variant") == v
+                 and isinstance(r.metrics.get(spec.metric), (int, float))]
+        n = sum(1 for r in grid if r.config.get("variant") == v)
+        if not cands:
+            rows.append({"variant": v, "trials": n, spec.metric: float("nan")})
+            continue
+        b = max(cands, key=lambda r: sign * r.metrics[spec.metric])
+        best[v] = b
+        rows.append({"variant": v, "trials": n, **{k: b.metrics.get(k) for k in
+                     ("verifier_acc", "verifier_conf", "ssim_class_mean")},
+                     **{k: b.config.get(k) for k in CONFIG_KEYS}})
+    return rows, best
+
+
+def findings(rows) -> list[str]:
+    acc = {r["variant"]: r.get("verifier_acc") for r in rows}
+    out = []
+    if isinstance(acc.get("sgd"), float) and isinstance(acc.get("adam"), float):
+        holds = acc["sgd"] > acc["adam"]
+        out.append(f"SGD inverts better than Adam (thesis ch. 2): {'HOLDS' if holds else 'DOES NOT HOLD'} "
+                   f"here ({acc['sgd']:.3f} vs {acc['adam']:.3f} verifier accuracy)")
+    if isinstance(acc.get("adam_fgsm"), float) and isinstance(acc.get("adam"), float):
+        holds = acc["adam_fgsm"] > acc["adam"]
+        out.append(f"FGSM training repairs Adam (thesis ch. 3): {'HOLDS' if holds else 'DOES NOT HOLD'} "
+                   f"here ({acc['adam_fgsm']:.3f} vs {acc['adam']:.3f})")
+    return out
+
+
+def finish_parent(c, run_id, rows, best, grid, spec, artifacts):
+    from reconlab.sweep.runner import markdown_table
+
+    cols = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mean", *CONFIG_KEYS]
+    md = markdown_table(rows, cols) + "\n\n" + "\n".join(f"- {f}" for f in findings(rows)) + "\n"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    c.log_text(run_id, md, "summary.md")
+    c.log_text(run_id, buf.getvalue(), "summary.csv")
+    if best:
+        top = max(best.values(), key=lambda r: (1 if spec.mode == "max" else -1) * r.metrics[spec.metric])
+        c.log_batch(run_id, params=tracking.params_of({f"best.{k}": v for k, v in top.config.items()}),
+                    metrics=tracking.metrics_of({f"best_{spec.metric}": top.metrics[spec.metric]}, 0))
+    for v, r in best.items():
+        c.log_batch(run_id, metrics=tracking.metrics_of({f"best_{spec.metric}.{v}": r.metrics[spec.metric]}, 0))
+        if r.checkpoint is not None:
+            from reconlab.sweep.inversion_trial import grids_from_checkpoint
+
+            with r.checkpoint.as_directory() as d:
+                for name, data in grids_from_checkpoint(d, r.config.get("restarts", 4)).items():
+                    tracking.log_bytes(c, run_id, data, f"best_{v}/{name}")
+    c.log_batch(run_id, metrics=tracking.metrics_of({"trials": len(grid), "trials_failed": len(grid.errors)}, 0))
+    c.set_terminated(run_id, "FINISHED")
+
+
+def print_report(rows, spec, variants, uri, experiment, seconds):
+    from reconlab.sweep.runner import markdown_table
+
+    cols = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mean", *CONFIG_KEYS]
+    print(f"\nInversion sweep '{spec.name}' ({spec.source}): best {spec.metric} per classifier variant\n")
+    print(markdown_table(rows, cols))
+    print()
+    for f in findings(rows):
+        print(f"- {f}")
+    print(f"\n{sum(r['trials'] for r in rows)} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {uri}")

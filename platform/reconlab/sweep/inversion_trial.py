@@ -1,0 +1,150 @@
+"""The inversion sweep's trial: invert one trained classifier on the thesis's
+two tasks and score the result with the independent verifier.
+
+Runs inside a Ray Tune worker. Trained models arrive through the object store
+(``tune.with_parameters``), never retrained per trial; each report carries a
+checkpoint (images + optimizer state) so a retried trial resumes where it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from typing import Literal
+
+import torch
+
+INVERTIBLE = ("sgd", "adam", "adam_fgsm")
+METRICS = ("verifier_acc", "verifier_acc_task1", "verifier_acc_task2", "verifier_conf", "ssim_class_mean",
+           "classifier_acc", "objective")
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionTrialConfig:
+    variant: str = "sgd"  # which trained classifier to invert
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 0.05
+    steps: int = 200
+    tv_weight: float = 0.01
+    l2_weight: float = 0.001
+    bn_weight: float = 0.0
+    init_scale: float = 0.2
+    restarts: int = 4
+    report_every: int = 25
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.variant not in INVERTIBLE:
+            raise ValueError(f"unknown classifier variant {self.variant!r} (known: {', '.join(INVERTIBLE)})")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError("lr must be a positive finite number")
+        if self.steps < 1 or self.restarts < 1 or self.report_every < 1:
+            raise ValueError("steps, restarts and report_every must be >= 1")
+        for k in ("tv_weight", "l2_weight", "bn_weight", "init_scale"):
+            v = getattr(self, k)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{k} must be a finite number >= 0")
+
+    def num_reports(self) -> int:
+        return math.ceil(self.steps / self.report_every)
+
+
+_MODELS: dict = {}
+
+
+def _model(shared: dict, name: str):
+    """Build each shared model once per worker process (actors are reused)."""
+    from reconlab.models import build
+
+    key = (name, shared["digests"][name])
+    if key not in _MODELS:
+        meta, state = shared["models"][name]
+        m = build(meta["builder"], **meta["kwargs"])
+        m.load_state_dict(state)
+        _MODELS[key] = m.eval()
+    return _MODELS[key]
+
+
+@torch.no_grad()
+def evaluate(x, batch, model, verifier, class_means, objective) -> dict:
+    from reconlab.metrics import ssim, verifier_scores
+
+    s = verifier_scores(verifier, x, batch.target)
+    t1 = batch.task == 1
+    own = (model(x).argmax(1) == batch.target).float()
+    out = {
+        "verifier_acc": s["hit"].mean().item(),
+        "verifier_acc_task1": s["hit"][t1].mean().item(),
+        "verifier_acc_task2": s["hit"][~t1].mean().item() if (~t1).any() else float("nan"),
+        "verifier_conf": s["conf"].mean().item(),
+        "ssim_class_mean": ssim(x, class_means[batch.target]).mean().item(),
+        "classifier_acc": own.mean().item(),
+        "objective": objective.mean().item(),
+    }
+    return out
+
+
+def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | None = None) -> dict:
+    """Run one trial. ``report(metrics, state_dir)`` is called every
+    ``report_every`` steps; without Ray it may be None (plain loop, benches)."""
+    from reconlab.inversion import invert
+    from reconlab.inversion.tasks import task_batch
+
+    cfg = InversionTrialConfig(**config)
+    torch.manual_seed(cfg.seed)
+    model, verifier = _model(shared, cfg.variant), _model(shared, "verifier")
+    batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed)
+    x0, start, opt_state = batch.x0, 0, None
+    if checkpoint_dir is not None:
+        state = torch.load(os.path.join(checkpoint_dir, "state.pt"), weights_only=True)
+        x0, start, opt_state = state["x"], int(state["step"]), state["opt"]
+    last: dict = {}
+
+    def on_step(step, x, loss, opt):
+        nonlocal last
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"inversion objective is not finite at step {step}")
+        last = {"step": step, **evaluate(x, batch, model, verifier, shared["class_means"], loss)}
+        if report is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save({"step": step, "x": x, "opt": opt.state_dict(), "target": batch.target}, os.path.join(tmp, "state.pt"))
+                report(last, tmp)
+
+    if start < cfg.steps:
+        invert(model, batch.target, x0, steps=cfg.steps, lr=cfg.lr, optimizer=cfg.optimizer, tv_weight=cfg.tv_weight,
+               l2_weight=cfg.l2_weight, bn_weight=cfg.bn_weight, start_step=start, opt_state=opt_state,
+               callback=on_step, callback_every=cfg.report_every)
+    return last
+
+
+def tune_trainable(config: dict, shared: dict) -> None:
+    """Ray Tune function trainable (one thread per trial on CPU)."""
+    from ray import tune
+
+    torch.set_num_threads(shared.get("threads", 1))
+    ckpt = tune.get_checkpoint()
+
+    def report(metrics, state_dir):
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(state_dir))
+
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            run_trial(config, shared, report, checkpoint_dir=d)
+    else:
+        run_trial(config, shared, report)
+
+
+def grids_from_checkpoint(path: str, restarts: int) -> dict[str, bytes]:
+    """PNG grids of a trial's images: task 1 (restart rows x digits 0-9) and
+    task 2 (source digit rows x the nine other targets)."""
+    from reconlab.tracking import png_bytes
+
+    state = torch.load(os.path.join(path, "state.pt"), weights_only=True)
+    x = state["x"]
+    n1 = 10 * restarts
+    out = {"inversion_task1.png": png_bytes(x[:n1], nrow=10)}
+    if len(x) > n1:
+        out["inversion_task2.png"] = png_bytes(x[n1:], nrow=9)
+    return out

@@ -1,0 +1,141 @@
+"""Ray Tune plumbing shared by every sweep job: Ray start-up, the parent MLflow
+run, the Tuner (seeded Optuna + ASHA), and result tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from typing import Any, Callable
+
+from reconlab import tracking
+
+
+def init_ray(*, num_cpus: int | None = None) -> None:
+    """Connect to the cluster the job runs on (``ray job submit`` / RAY_ADDRESS)
+    or start a local runtime. On a cluster the package ships with the job
+    (``py_modules``), so it need not be pre-installed there."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    import reconlab
+
+    pkg_dir = os.path.dirname(os.path.abspath(reconlab.__file__))
+    remote = bool(os.environ.get("RAY_ADDRESS")) or tracking.in_submitted_job()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if remote:
+        ray.init(runtime_env={"py_modules": [pkg_dir]}, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def trial_concurrency(cpu: float, gpu: float) -> int:
+    """How many trials fit on the cluster at once."""
+    import ray
+
+    res = ray.cluster_resources()
+    limits = []
+    if cpu > 0:
+        limits.append(int(res.get("CPU", 1) // cpu))
+    if gpu > 0:
+        limits.append(int(res.get("GPU", 0) // gpu))
+    return max(1, min(limits) if limits else 1)
+
+
+@dataclasses.dataclass
+class SweepRun:
+    """The sweep's parent run and where its Tune experiment lives."""
+
+    client: Any
+    exp_id: str
+    run_id: str
+    tune_dir: str
+    name: str
+    resumed: bool
+
+
+def start_parent(c, exp_id: str, spec, *, storage_dir: str, resume: bool, extra_params: dict) -> SweepRun:
+    """Create the sweep's parent run, or reuse the latest one on --resume."""
+    name = spec.name
+    if resume:
+        runs = tracking.find_runs(c, exp_id, {tracking.TAG_SWEEP: name}, max_results=1)
+        if runs:
+            r = runs[0]
+            c.update_run(r.info.run_id, status="RUNNING")
+            return SweepRun(c, exp_id, r.info.run_id, r.data.tags.get("reconlab.tune_dir", ""), name, True)
+    run = c.create_run(exp_id, run_name=f"{name}-sweep", tags={tracking.TAG_SWEEP: name})
+    tune_name = f"{name}-{run.info.run_id[:8]}"
+    c.set_tag(run.info.run_id, "reconlab.tune_dir", os.path.join(storage_dir, "tune", tune_name))
+    params = {"search_space": spec.source, "seed": spec.seed, "metric": spec.metric, "mode": spec.mode,
+              "num_samples": spec.num_samples, "stratify": spec.stratify, **extra_params}
+    c.log_batch(run.info.run_id, params=tracking.params_of(params))
+    c.log_text(run.info.run_id, json.dumps(dataclasses.asdict(spec), indent=2, default=str), "search_space.json")
+    return SweepRun(c, exp_id, run.info.run_id, os.path.join(storage_dir, "tune", tune_name), name, False)
+
+
+def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
+              artifacts: Callable | None = None, verbose: int = 1):
+    """Fit (or restore and finish) the Tune experiment; returns the ResultGrid."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from reconlab.sweep.searcher import make_searcher
+
+    res = spec.resources_per_trial
+    resources = {"cpu": res.cpu, "gpu": res.gpu}
+    trainable = tune.with_resources(trainable, resources)
+    callback = tracking.trial_callback(uri, sweep.exp_id, sweep.run_id, metric_keys, artifacts)
+    storage, name = os.path.split(sweep.tune_dir)
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, callbacks=[callback], verbose=verbose,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        progress_reporter=tune.CLIReporter(metric_columns=[spec.metric, "step"], max_report_frequency=30,
+                                           parameter_columns=list(spec.search)[:4]),
+    )
+    if sweep.resumed and tune.Tuner.can_restore(sweep.tune_dir):
+        tuner = tune.Tuner.restore(sweep.tune_dir, trainable=trainable, resume_errored=True)
+    else:
+        if spec.scheduler.type == "asha":
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(max_t, 1),
+                                      grace_period=min(spec.scheduler.grace_period, max(max_t, 1)),
+                                      reduction_factor=spec.scheduler.reduction_factor)
+        else:
+            scheduler = FIFOScheduler()
+        tuner = tune.Tuner(
+            trainable,
+            param_space=dict(spec.fixed),
+            tune_config=tune.TuneConfig(
+                metric=spec.metric, mode=spec.mode, search_alg=make_searcher(spec), scheduler=scheduler,
+                num_samples=spec.total_samples(), max_concurrent_trials=trial_concurrency(res.cpu, res.gpu),
+                reuse_actors=True,
+            ),
+            run_config=run_config,
+        )
+    try:
+        return tuner.fit()
+    finally:
+        callback.writer.flush()
+
+
+def finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_ui_hint(uri: str) -> None:
+    if uri.startswith("sqlite:"):
+        cmd = f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"
+        print(f"\nOpen the MLflow UI:  {cmd}\n  (or `make ui`), then browse http://127.0.0.1:5000", file=sys.stdout)
+    else:
+        print(f"\nMLflow: {uri}")

@@ -1,0 +1,226 @@
+"""Search-space files (``search_spaces/*.yaml``) bound onto dataclasses.
+
+    name: inversion              # -> MLflow tag reconlab.sweep
+    metric: verifier_acc
+    mode: max
+    num_samples: 12              # trials (per stratum when ``stratify`` is set)
+    stratify: variant            # one seeded TPE study per value of this choice
+    seed: 0
+    scheduler: {grace_period: 2, reduction_factor: 3}
+    resources_per_trial: {cpu: 1, gpu: 0}
+    train: {epochs: 12, num_workers: 1}
+    fixed: {restarts: 4}         # trial-config values held constant
+    search:                      # trial-config values searched
+      lr: {type: loguniform, low: 0.005, high: 0.3}
+      steps: {type: int, low: 100, high: 300, step: 50}
+      optimizer: {type: choice, values: [adam, sgd]}
+    smoke: {num_samples: 1, fixed: {steps: 40}, train: {epochs: 3}}
+
+Every key is checked: unknown keys, wrong types, empty or inverted ranges and
+values the trial config rejects are a ConfigError naming file, key and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Literal
+
+from reconlab.config import bind, check_value
+from reconlab.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    type: Literal["uniform", "loguniform", "int", "logint", "choice"]
+    low: int | float | None = None
+    high: int | float | None = None
+    step: int | None = None
+    values: list | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerSpec:
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = 2
+    reduction_factor: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    epochs: int | None = None  # None: each variant's own default
+    num_workers: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SmokeOverrides:
+    num_samples: int | None = None
+    fixed: dict = dataclasses.field(default_factory=dict)
+    search: dict = dataclasses.field(default_factory=dict)
+    train: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    metric: str
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = 8
+    stratify: str | None = None
+    seed: int = 0
+    dataset: str = "digits"
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources_per_trial: Resources = Resources()
+    train: TrainOptions = TrainOptions()
+    fixed: dict = dataclasses.field(default_factory=dict)
+    search: dict = dataclasses.field(default_factory=dict)
+    smoke: SmokeOverrides = SmokeOverrides()
+    source: str = "<spec>"
+
+    def strata(self) -> list | None:
+        return None if self.stratify is None else list(self.search[self.stratify]["values"])
+
+    def total_samples(self) -> int:
+        s = self.strata()
+        return self.num_samples * (len(s) if s else 1)
+
+
+def read_yaml(path: str) -> Any:
+    import yaml
+
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML file", source=path) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text ({e.reason})", source=path) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"malformed YAML{where}: {problem}", source=path) from None
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def _check_trial_values(cls, values: dict, *, source: str, key: str) -> None:
+    """Every value must be accepted by the trial config (its __post_init__)."""
+    base = {}
+    for name, v in values.items():
+        try:
+            cls(**{**base, name: v})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e), source=source, key=key, value=v) from None
+
+
+def validate_param(name: str, p: ParamSpec, tp, cls, *, source: str) -> dict:
+    key = f"search.{name}"
+    if p.type == "choice":
+        if p.low is not None or p.high is not None or p.step is not None:
+            raise ConfigError("a choice takes 'values' only", source=source, key=key, value=dataclasses.asdict(p))
+        if not p.values:
+            raise ConfigError("empty choice", source=source, key=f"{key}.values", value=p.values)
+        if len(set(map(repr, p.values))) != len(p.values):
+            raise ConfigError("duplicate choice values", source=source, key=f"{key}.values", value=p.values)
+        for i, v in enumerate(p.values):
+            check_value(tp, v, source=source, key=f"{key}.values[{i}]")
+            _check_trial_values(cls, {name: v}, source=source, key=f"{key}.values[{i}]")
+        return {"type": "choice", "values": list(p.values)}
+    if p.values is not None:
+        raise ConfigError(f"a {p.type} range takes low/high, not values", source=source, key=f"{key}.values",
+                          value=p.values)
+    if p.low is None or p.high is None:
+        raise ConfigError("a range needs both low and high", source=source, key=key, value=dataclasses.asdict(p))
+    is_int = p.type in ("int", "logint")
+    for end in ("low", "high"):
+        v = getattr(p, end)
+        check_value(int if is_int else float, v, source=source, key=f"{key}.{end}")
+        check_value(tp, int(v) if is_int else float(v), source=source, key=f"{key}.{end}")
+        _check_trial_values(cls, {name: v}, source=source, key=f"{key}.{end}")
+    if not p.low < p.high:
+        raise ConfigError("empty or inverted range (need low < high)", source=source, key=key,
+                          value=[p.low, p.high])
+    if p.type in ("loguniform", "logint") and p.low <= 0:
+        raise ConfigError("a log range needs low > 0", source=source, key=f"{key}.low", value=p.low)
+    if p.step is not None:
+        if not is_int:
+            raise ConfigError("step applies to int ranges", source=source, key=f"{key}.step", value=p.step)
+        if p.step < 1 or (p.high - p.low) % p.step:
+            raise ConfigError("step must be >= 1 and divide high - low", source=source, key=f"{key}.step",
+                              value=p.step)
+    out = {"type": p.type, "low": p.low, "high": p.high}
+    if p.step is not None:
+        out["step"] = p.step
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_spec(path: str, trial_cls, *, smoke: bool = False, metrics: tuple[str, ...] = ()) -> SweepSpec:
+    """Read, bind and validate a search-space file against ``trial_cls``."""
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError("empty file", source=path)
+    if not isinstance(raw, dict):
+        raise ConfigError("top level must be a mapping", source=path, key="<root>", value=raw)
+    if smoke:
+        over = raw.get("smoke") or {}
+        if not isinstance(over, dict):
+            raise ConfigError("expected a mapping", source=path, key="smoke", value=over)
+        bind(SmokeOverrides, over, source=path, prefix="smoke")
+        raw = _merge({k: v for k, v in raw.items() if k != "smoke"}, {k: v for k, v in over.items() if v is not None})
+    spec = bind(SweepSpec, {**raw, "source": path}, source=path)
+    if spec.num_samples < 1:
+        raise ConfigError("must be >= 1", source=path, key="num_samples", value=spec.num_samples)
+    if metrics and spec.metric not in metrics:
+        raise ConfigError(f"unknown metric (known: {', '.join(metrics)})", source=path, key="metric",
+                          value=spec.metric)
+    sch = spec.scheduler
+    if sch.grace_period < 1 or sch.reduction_factor < 2:
+        raise ConfigError("need grace_period >= 1 and reduction_factor >= 2", source=path, key="scheduler",
+                          value=dataclasses.asdict(sch))
+    r = spec.resources_per_trial
+    if r.cpu < 0 or r.gpu < 0 or (r.cpu == 0 and r.gpu == 0):
+        raise ConfigError("need cpu >= 0, gpu >= 0, not both 0", source=path, key="resources_per_trial",
+                          value=dataclasses.asdict(r))
+    if spec.train.num_workers < 1 or (spec.train.epochs is not None and spec.train.epochs < 1):
+        raise ConfigError("need num_workers >= 1 and epochs >= 1", source=path, key="train",
+                          value=dataclasses.asdict(spec.train))
+    types = _field_types(trial_cls)
+    fixed = {}
+    for name, v in spec.fixed.items():
+        if name not in types:
+            raise ConfigError(f"unknown trial parameter (allowed: {', '.join(sorted(types))})", source=path,
+                              key=f"fixed.{name}", value=v)
+        fixed[name] = check_value(types[name], v, source=path, key=f"fixed.{name}")
+    _check_trial_values(trial_cls, fixed, source=path, key="fixed")
+    search = {}
+    for name, p in spec.search.items():
+        if name not in types:
+            raise ConfigError(f"unknown trial parameter (allowed: {', '.join(sorted(types))})", source=path,
+                              key=f"search.{name}", value=p)
+        if name in fixed:
+            raise ConfigError("both fixed and searched", source=path, key=f"search.{name}", value=p)
+        ps = bind(ParamSpec, p, source=path, prefix=f"search.{name}")
+        search[name] = validate_param(name, ps, types[name], trial_cls, source=path)
+    if spec.stratify is not None and (spec.stratify not in search or search[spec.stratify]["type"] != "choice"):
+        raise ConfigError("stratify must name a 'choice' parameter under search", source=path, key="stratify",
+                          value=spec.stratify)
+    return dataclasses.replace(spec, fixed=fixed, search=search)

@@ -1,0 +1,342 @@
+"""MLflow tracking: where results go, one parent run per sweep, one child run
+per Tune trial, one run per training job.
+
+Contracts (DESIGN.md): the sweep's parent run has ``reconlab.sweep``; each
+trial run has ``mlflow.parentRunId`` and ``reconlab.trial_id``; training runs
+have ``reconlab.family``. Trial runs are looked up by trial id before one is
+created, so a retried or resumed trial continues its run instead of adding one.
+
+All writes from the Tune driver go through one background thread, so the
+tracking store never stalls the trial scheduler.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Iterable
+
+from reconlab.errors import InputError
+
+log = logging.getLogger(__name__)
+
+TAG_SWEEP = "reconlab.sweep"
+TAG_TRIAL = "reconlab.trial_id"
+TAG_FAMILY = "reconlab.family"
+TAG_VARIANT = "reconlab.variant"
+TAG_SPEC = "reconlab.spec_digest"
+TAG_DATA = "reconlab.data_fingerprint"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+# --------------------------------------------------------------------------- where
+
+
+def in_submitted_job() -> bool:
+    """True when this driver runs under ``ray job submit`` (a temporary copy of
+    the working directory that disappears with the job)."""
+    return bool(os.environ.get("RAY_JOB_SUBMISSION_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def results_dir(storage_path: str | None = None) -> str:
+    """Absolute directory for local results (SQLite store, Ray results).
+
+    ``--storage-path`` wins, then ``RECONLAB_HOME``; otherwise ``./reconlab_results``
+    or, inside a submitted job, ``~/reconlab_results`` (the working directory
+    is temporary there)."""
+    if storage_path:
+        return os.path.abspath(os.path.expanduser(storage_path))
+    if os.environ.get("RECONLAB_HOME"):
+        return os.path.abspath(os.path.expanduser(os.environ["RECONLAB_HOME"]))
+    if in_submitted_job():
+        return os.path.join(os.path.expanduser("~"), "reconlab_results")
+    return os.path.abspath("reconlab_results")
+
+
+def resolve_tracking_uri(arg: str | None, storage_dir: str) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in ``storage_dir``."""
+    uri = arg or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return "sqlite:///" + os.path.join(storage_dir, "mlflow.db")
+
+
+def check_storage_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create storage directory ({e.strerror})", key="--storage-path", value=path) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError("storage directory is not writable", key="--storage-path", value=path)
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (exit 2) on a tracking URI that cannot work."""
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+                if r.status >= 400:
+                    raise InputError(f"tracking server answered HTTP {r.status}", key="--tracking-uri", value=uri)
+        except urllib.error.HTTPError as e:
+            if e.code not in (401, 403):  # an auth-protected server is reachable
+                raise InputError(f"tracking server answered HTTP {e.code}", key="--tracking-uri", value=uri) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise InputError(f"tracking server unreachable ({reason})", key="--tracking-uri", value=uri) from None
+    elif scheme == "sqlite":
+        path = uri.split("sqlite:///", 1)[-1]
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create directory for the store ({e.strerror})", key="--tracking-uri",
+                             value=uri) from None
+        if not os.access(parent, os.W_OK):
+            raise InputError("store directory is not writable", key="--tracking-uri", value=uri)
+    elif scheme in ("file", "") and not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
+        raise InputError("use a sqlite:///, http(s):// or database URI (MLflow 3 refuses plain file stores)",
+                         key="--tracking-uri", value=uri)
+
+
+# --------------------------------------------------------------------------- client
+
+
+def client(uri: str):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(c, name: str, artifact_root: str | None = None) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=artifact_root)
+    except Exception:  # created concurrently
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def find_runs(c, exp_id: str, tags: dict[str, str], status: str | None = None, max_results: int = 50):
+    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+    if status:
+        clauses.append(f"attributes.status = '{status}'")
+    return c.search_runs([exp_id], " and ".join(clauses), max_results=max_results,
+                         order_by=["attributes.start_time DESC"])
+
+
+def metrics_of(values: dict[str, Any], step: int, keys: Iterable[str] | None = None):
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    out = []
+    for k, v in values.items():
+        if keys is not None and k not in keys:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        out.append(Metric(k, float(v), now, int(step)))
+    return out
+
+
+def params_of(values: dict[str, Any]):
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:6000]) for k, v in sorted(values.items()) if not isinstance(v, (dict, list, bytes))]
+
+
+def png_bytes(images, nrow: int) -> bytes:
+    """(n, c, h, w) tensor in [0, 1] -> PNG of a grid with ``nrow`` images per row."""
+    import numpy as np
+    from PIL import Image
+
+    x = images.detach().cpu().clamp(0, 1).numpy()
+    n, c, h, w = x.shape
+    rows = -(-n // nrow)
+    pad = 2
+    grid = np.ones((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), np.float32) * 0.5
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    arr = (grid.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr)
+    scale = max(1, 256 // max(h, 1))
+    img = img.resize((img.width * scale // 2, img.height * scale // 2), Image.NEAREST) if scale > 2 else img
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def log_bytes(c, run_id: str, data: bytes, artifact_file: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, os.path.basename(artifact_file))
+        with open(path, "wb") as f:
+            f.write(data)
+        sub = os.path.dirname(artifact_file) or None
+        c.log_artifact(run_id, path, artifact_path=sub)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class BackgroundWriter:
+    """Runs tracking calls in order on one daemon thread. Errors are logged,
+    never raised into the sweep; ``flush()`` waits for everything queued."""
+
+    def __init__(self):
+        self._q: queue.Queue = queue.Queue()
+        self.errors: list[str] = []
+        self._t = threading.Thread(target=self._run, name="reconlab-tracking", daemon=True)
+        self._t.start()
+
+    def submit(self, fn: Callable, *args, **kwargs) -> None:
+        self._q.put((fn, args, kwargs))
+
+    def _run(self):
+        while True:
+            fn, args, kwargs = self._q.get()
+            try:
+                fn(*args, **kwargs)
+            except Exception as e:  # keep the sweep going; report at flush
+                self.errors.append(f"{getattr(fn, '__name__', fn)}: {e}")
+                log.warning("tracking call failed: %s", e)
+            finally:
+                self._q.task_done()
+
+    def flush(self) -> None:
+        self._q.join()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_report_callback(uri: str, run_id: str, step_key: str = "epoch"):
+    """A Ray Train ``UserCallback`` (runs on the Train controller) that logs
+    rank 0's metrics of every ``ray.train.report`` to the training run."""
+    from ray.train import UserCallback
+
+    class _MlflowTrainReport(UserCallback):
+        def __init__(self):
+            self._client = None
+
+        def after_report(self, run_context, metrics, checkpoint):
+            if self._client is None:
+                self._client = client(uri)
+            m = metrics[0]
+            self._client.log_batch(run_id, metrics=metrics_of(m, int(m.get(step_key, 0))))
+
+        def __getstate__(self):
+            return {"_client": None}
+
+    return _MlflowTrainReport()
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def trial_callback(uri: str, exp_id: str, parent_run_id: str, metric_keys: Iterable[str],
+                   artifacts: Callable[[Any], dict[str, bytes]] | None = None):
+    """A Ray Tune callback: one MLflow child run per trial, every reported
+    step, final artifacts. ``artifacts(trial)`` returns {file name: bytes} at
+    trial end (e.g. the image grid rendered from the trial's checkpoint)."""
+    from ray.tune import Callback
+
+    keys = frozenset(metric_keys)
+
+    class MlflowTrials(Callback):
+        def __init__(self):
+            self._client = None
+            self._writer = None
+            self.run_ids: dict[str, str] = {}
+
+        def __getstate__(self):  # the Tuner pickles its callbacks; threads stay behind
+            return {"_client": None, "_writer": None, "run_ids": {}}
+
+        @property
+        def client(self):
+            if self._client is None:
+                self._client = client(uri)
+            return self._client
+
+        @property
+        def writer(self):
+            if self._writer is None:
+                self._writer = BackgroundWriter()
+            return self._writer
+
+        # Runs are created on the writer thread: the order of the queue keeps
+        # create -> log -> terminate for each trial.
+        def _ensure_run(self, trial):
+            tid = trial.trial_id
+            if tid in self.run_ids:
+                return self.run_ids[tid]
+            existing = find_runs(self.client, exp_id, {TAG_TRIAL: tid, TAG_PARENT: parent_run_id}, max_results=1)
+            if existing:
+                run_id = existing[0].info.run_id
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                run = self.client.create_run(exp_id, run_name=str(trial), tags={
+                    TAG_PARENT: parent_run_id, TAG_TRIAL: tid, "reconlab.trainable": trial.trainable_name})
+                run_id = run.info.run_id
+                self.client.log_batch(run_id, params=params_of(trial.config))
+            self.run_ids[tid] = run_id
+            return run_id
+
+        def _log(self, trial, result):
+            run_id = self._ensure_run(trial)
+            step = int(result.get("step", result.get("training_iteration", 0)))
+            self.client.log_batch(run_id, metrics=metrics_of(result, step, keys))
+
+        def _finish(self, trial, status: str, reason: str | None):
+            run_id = self._ensure_run(trial)
+            if artifacts is not None and status == "FINISHED":
+                for name, data in artifacts(trial).items():
+                    log_bytes(self.client, run_id, data, name)
+            if reason:
+                self.client.set_tag(run_id, "reconlab.error", reason[:4000])
+            self.client.set_terminated(run_id, status=status)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.writer.submit(self._ensure_run, trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.writer.submit(self._log, trial, dict(result))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.writer.submit(self._finish, trial, "FINISHED", None)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            reason = None
+            if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
+                with open(trial.error_file) as f:
+                    reason = f.read().strip().splitlines()[-1] if f else None
+            self.writer.submit(self._finish, trial, "FAILED", reason or "trial raised an error")
+
+        def on_experiment_end(self, trials, **info):
+            self.writer.flush()
+
+    return MlflowTrials()
+
+
+def announce(msg: str) -> None:
+    print(f"[reconlab] {msg}", file=sys.stderr, flush=True)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -1,0 +1,1 @@
+"""Ray Train loops, one per model family."""

@@ -1,0 +1,182 @@
+"""The classifier family, trained with Ray Train (DDP; GPUs when present,
+CPU + gloo otherwise).
+
+Variants (thesis ch. 2-3): plain SGD, plain Adam, Adam + FGSM adversarial
+training with loss  alpha * J(x) + (1 - alpha) * J(x + eps * sign(grad_x J)),
+and an independently trained verifier that scores inversions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """Everything that determines a trained classifier (hashed for reuse)."""
+
+    builder: str = "classifier_small"
+    width: int = 16
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    epochs: int = 12
+    batch_size: int = 64  # global batch, split over the workers
+    fgsm_eps: float = 0.0  # > 0 turns on FGSM adversarial training
+    fgsm_alpha: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+        if not 0.0 <= self.fgsm_alpha <= 1.0 or self.fgsm_eps < 0:
+            raise ValueError("fgsm_alpha must be in [0, 1] and fgsm_eps >= 0")
+
+    def digest(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def model_kwargs(self) -> dict:
+        return {"width": self.width}
+
+
+# The thesis's variants. The verifier differs in architecture, width and seed.
+VARIANTS: dict[str, TrainSpec] = {
+    "sgd": TrainSpec(optimizer="sgd", lr=0.05, momentum=0.9, seed=1),
+    "adam": TrainSpec(optimizer="adam", lr=1e-3, seed=1),
+    "adam_fgsm": TrainSpec(optimizer="adam", lr=1e-3, fgsm_eps=0.1, fgsm_alpha=0.5, seed=1),
+    "verifier": TrainSpec(builder="classifier_verifier", width=16, optimizer="sgd", lr=0.05, epochs=12, seed=1234),
+}
+
+
+def make_optimizer(spec: TrainSpec, params):
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+@torch.no_grad()
+def accuracy(model, x, y, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+    return correct / max(len(x), 1)
+
+
+def train_epoch(model, opt, x, y, spec: TrainSpec, epoch: int, rank: int, world: int, device) -> float:
+    """One epoch over a seeded permutation; each global batch is split across
+    ranks (rank r takes every world-th sample), so N workers see the same
+    global batches as one."""
+    from reconlab.attacks import fgsm
+
+    g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
+    perm = torch.randperm(len(x), generator=g)
+    inner = getattr(model, "module", model)  # the bare module for input gradients
+    model.train()
+    total, count = 0.0, 0
+    for start in range(0, len(perm) - spec.batch_size + 1, spec.batch_size):  # drop the ragged last batch
+        idx = perm[start : start + spec.batch_size][rank::world]
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        if spec.fgsm_eps > 0:
+            x_adv = fgsm(inner, xb, yb, spec.fgsm_eps)
+            logits = model(torch.cat([xb, x_adv]))  # one forward through DDP
+            clean, adv = logits.split(len(xb))
+            loss = spec.fgsm_alpha * F.cross_entropy(clean, yb) + (1 - spec.fgsm_alpha) * F.cross_entropy(adv, yb)
+        else:
+            loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    from reconlab.data import load_dataset
+    from reconlab.models import build
+
+    spec = TrainSpec(**config["spec"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(spec.seed)  # identical initial weights on every rank
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    ds = load_dataset(config["dataset"], config.get("data_root"))
+    model = build(spec.builder, **spec.model_kwargs())
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    opt = make_optimizer(spec, model.parameters())
+    x_test, y_test = ds.x_test.to(device), ds.y_test.to(device)
+    for epoch in range(spec.epochs):
+        loss = train_epoch(model, opt, ds.x_train, ds.y_train, spec, epoch, rank, world, device)
+        if not torch.isfinite(torch.tensor(loss)):
+            raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
+        metrics = {"epoch": epoch, "train_loss": loss, "test_acc": accuracy(model, x_test, y_test)}
+        last = epoch == spec.epochs - 1
+        if last and rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_model_dir(tmp, getattr(model, "module", model), spec)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+
+def save_model_dir(path: str, model, spec: TrainSpec) -> None:
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, os.path.join(path, "state_dict.pt"))
+    with open(os.path.join(path, "model.json"), "w") as f:
+        json.dump({"builder": spec.builder, "kwargs": spec.model_kwargs(), "spec": dataclasses.asdict(spec)}, f)
+
+
+def load_model_dir(path: str, device: str = "cpu"):
+    """Rebuild a model from ``model.json`` + ``state_dict.pt`` (weights only)."""
+    from reconlab.models import build
+
+    with open(os.path.join(path, "model.json")) as f:
+        meta = json.load(f)
+    model = build(meta["builder"], **meta["kwargs"])
+    state = torch.load(os.path.join(path, "state_dict.pt"), map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def fit_classifier(
+    spec: TrainSpec,
+    *,
+    dataset: str = "digits",
+    data_root: str | None = None,
+    num_workers: int = 1,
+    use_gpu: bool | None = None,
+    storage_path: str,
+    name: str,
+    callbacks: list | None = None,
+    threads: int | None = None,
+):
+    """Train one classifier with a ``TorchTrainer``; returns the Ray Train Result."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if use_gpu is None:
+        use_gpu = torch.cuda.is_available()
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": dataclasses.asdict(spec), "dataset": dataset, "data_root": data_root,
+                           "threads": threads},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or []),
+    )
+    return trainer.fit()

@@ -1,0 +1,81 @@
+"""Train-once, reuse-everywhere: each trained model is an MLflow run
+(``reconlab.family``) whose artifacts ``model/model.json`` and
+``model/state_dict.pt`` rebuild it. A later job with the same spec on the same
+data loads the logged model instead of training again."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+
+import torch
+
+from reconlab import tracking
+
+
+def model_uri(run_id: str) -> str:
+    return f"runs:/{run_id}/model"
+
+
+def load_logged_model(c, run_id: str):
+    """(meta, state_dict) of a logged model; weights only, nothing unpickled."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = c.download_artifacts(run_id, "model", tmp)
+        with open(os.path.join(d, "model.json")) as f:
+            meta = json.load(f)
+        state = torch.load(os.path.join(d, "state_dict.pt"), map_location="cpu", weights_only=True)
+    return meta, state
+
+
+def ensure_classifier(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri: str, storage_dir: str,
+                      num_workers: int = 1, use_gpu: bool | None = None, retrain: bool = False, log=print):
+    """Return (meta, state_dict, run_id) for ``variant``, training it with Ray
+    Train only if no finished run with the same spec and data exists."""
+    from reconlab.training.classifier import fit_classifier
+
+    tags = {tracking.TAG_FAMILY: "classifier", tracking.TAG_VARIANT: variant, tracking.TAG_SPEC: spec.digest(),
+            tracking.TAG_DATA: dataset.fingerprint()}
+    if not retrain:
+        for run in tracking.find_runs(c, exp_id, tags, status="FINISHED", max_results=5):
+            try:
+                meta, state = load_logged_model(c, run.info.run_id)
+            except Exception:  # artifacts missing: train afresh
+                continue
+            log(f"reusing classifier '{variant}' from {model_uri(run.info.run_id)} "
+                f"(test acc {run.data.metrics.get('test_acc', float('nan')):.3f})")
+            return meta, state, run.info.run_id
+    run = c.create_run(exp_id, run_name=f"classifier-{variant}", tags=tags)
+    run_id = run.info.run_id
+    c.log_batch(run_id, params=tracking.params_of({**dataclasses.asdict(spec), "variant": variant,
+                                                   "dataset": dataset.name, "num_workers": num_workers}))
+    log(f"training classifier '{variant}' with Ray Train ({num_workers} worker(s)) -> run {run_id}")
+    t0 = time.time()
+    try:
+        result = fit_classifier(spec, dataset=dataset.name, data_root=data_root, num_workers=num_workers,
+                                use_gpu=use_gpu, storage_path=os.path.join(storage_dir, "train"),
+                                name=f"classifier-{variant}-{run_id[:8]}",
+                                callbacks=[tracking.train_report_callback(uri, run_id)])
+        if result.error is not None:
+            raise result.error
+        with result.checkpoint.as_directory() as d:
+            c.log_artifacts(run_id, d, artifact_path="model")
+            with open(os.path.join(d, "model.json")) as f:
+                import json
+
+                meta = json.load(f)
+            state = torch.load(os.path.join(d, "state_dict.pt"), map_location="cpu", weights_only=True)
+        final = result.metrics or {}
+        c.log_batch(run_id, metrics=tracking.metrics_of({"train_seconds": time.time() - t0, **final},
+                                                        int(final.get("epoch", 0))))
+        c.set_tag(run_id, "reconlab.model_uri", model_uri(run_id))
+        c.set_terminated(run_id, "FINISHED")
+    except BaseException as e:
+        c.set_tag(run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
+        c.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    log(f"classifier '{variant}': test acc {final.get('test_acc', float('nan')):.3f} in {time.time() - t0:.0f}s")
+    return meta, state, run_id
