@@ -95,7 +95,7 @@ def main(argv=None) -> int:
 
     try:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=(*METRICS, "step"), max_t=math.ceil(steps_max / every), artifacts=artifacts)
+                         metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts)
         rows, best = summarize(grid, spec, variants)
         finish_parent(c, sweep.run_id, rows, best, grid, spec, artifacts)
     except BaseException as e:

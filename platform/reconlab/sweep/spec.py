@@ -180,6 +180,13 @@ def load_spec(path: str, trial_cls, *, smoke: bool = False, metrics: tuple[str, 
         raise ConfigError("empty file", source=path)
     if not isinstance(raw, dict):
         raise ConfigError("top level must be a mapping", source=path, key="<root>", value=raw)
+    spec = _validate(raw, path, trial_cls, smoke=smoke, metrics=metrics)
+    if not smoke:  # a broken smoke section is an error in every run, not a surprise later
+        _validate(raw, path, trial_cls, smoke=True, metrics=metrics)
+    return spec
+
+
+def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> SweepSpec:
     if smoke:
         over = raw.get("smoke") or {}
         if not isinstance(over, dict):

@@ -69,8 +69,7 @@ def ensure_classifier(c, exp_id: str, variant: str, spec, *, dataset, data_root,
                 meta = json.load(f)
             state = torch.load(os.path.join(d, "state_dict.pt"), map_location="cpu", weights_only=True)
         final = result.metrics or {}
-        c.log_batch(run_id, metrics=tracking.metrics_of({"train_seconds": time.time() - t0, **final},
-                                                        int(final.get("epoch", 0))))
+        c.log_batch(run_id, metrics=tracking.metrics_of({"train_seconds": time.time() - t0}, 0))
         c.set_tag(run_id, "reconlab.model_uri", model_uri(run_id))
         c.set_terminated(run_id, "FINISHED")
     except BaseException as e:

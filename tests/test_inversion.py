@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from reconlab.inversion import BNStatsPrior, invert, l2, tv
+from reconlab.inversion.tasks import pick_sources, task_batch
+from reconlab.models import build
+
+
+def test_tv_and_l2_follow_the_thesis_formula():
+    x = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])
+    # right diffs: (1-0)^2 + (5-3)^2 = 5; down diffs: (3-0)^2 + (5-1)^2 = 25
+    assert tv(x).tolist() == [30.0]
+    assert l2(x).tolist() == [35.0]
+
+
+def test_bn_prior_per_image_matches_the_definition():
+    torch.manual_seed(0)
+    m = build("classifier_small", width=4).eval()
+    bn1 = m.features[1]
+    bn1.running_mean.uniform_(-1, 1)
+    bn1.running_var.uniform_(0.5, 2)
+    x = torch.rand(3, 1, 28, 28)
+    with BNStatsPrior(m) as p:
+        m(x)
+        r = p.value()
+    f = m.features[0]((x - 0.5) / 0.5)  # the first BN layer's input
+    mu, var = f.mean((2, 3)), f.var((2, 3), unbiased=False)
+    first = (mu - bn1.running_mean).norm(dim=1) + (var - bn1.running_var).norm(dim=1)
+    assert r.shape == (3,)
+    assert (r - 10 * first).min() > 0  # first layer x10, later layers add non-negative terms
+    with BNStatsPrior(m) as p:  # hooks are removed on exit: no stale terms
+        pass
+    with pytest.raises(RuntimeError):
+        p.value()
+
+
+def test_batched_inversion_equals_one_image_at_a_time():
+    torch.manual_seed(0)
+    m = build("classifier_small", width=4).eval()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(5, 1, 28, 28, generator=g)
+    t = torch.tensor([0, 3, 3, 7, 9])
+    kw = dict(steps=15, lr=0.05, optimizer="adam", tv_weight=1e-2, l2_weight=1e-3, bn_weight=0.05)
+    batched = invert(m, t, x0, **kw)
+    single = torch.cat([invert(m, t[i : i + 1], x0[i : i + 1], **kw) for i in range(5)])
+    assert torch.allclose(batched, single, atol=1e-5)
+    assert not torch.allclose(batched, x0)
+
+
+def test_resume_continues_the_same_trajectory():
+    torch.manual_seed(0)
+    m = build("classifier_small", width=4).eval()
+    x0 = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([1, 2])
+    full = invert(m, t, x0, steps=10, lr=0.05)
+    saved = {}
+    invert(m, t, x0, steps=4, lr=0.05, callback=lambda s, x, l, o: saved.update(x=x.clone(), o=o.state_dict()),
+           callback_every=4)
+    resumed = invert(m, t, saved["x"], steps=10, lr=0.05, start_step=4, opt_state=saved["o"])
+    assert torch.allclose(full, resumed, atol=1e-6)
+
+
+def test_task_batch_layout(digits):
+    src = pick_sources(digits.x_test, digits.y_test)
+    assert [digits.y_test[(digits.x_test == s).flatten(1).all(1)][0].item() for s in src] == list(range(10))
+    b = task_batch(src, restarts=3, init_scale=0.2, seed=0)
+    assert b.x0.shape == (30 + 90, 1, 28, 28)
+    assert b.target[:30].tolist() == list(range(10)) * 3
+    assert (b.target[30:] != b.source[30:]).all() and (b.task[30:] == 2).all()
+    assert torch.equal(b.x0[30], src[0])
+
+
+def test_inversion_turns_noise_into_each_target_digit(digits):
+    from reconlab.training.classifier import VARIANTS, accuracy, make_optimizer, train_epoch
+
+    torch.manual_seed(0)
+    spec = VARIANTS["sgd"]
+    m = build(spec.builder, **spec.model_kwargs())
+    opt = make_optimizer(spec, m.parameters())
+    for e in range(3):
+        train_epoch(m, opt, digits.x_train, digits.y_train, spec, e, 0, 1, "cpu")
+    assert accuracy(m, digits.x_test, digits.y_test) > 0.9
+    b = task_batch(pick_sources(digits.x_test, digits.y_test), restarts=2, init_scale=0.2, seed=0, task2=False)
+    before = (m(b.x0).argmax(1) == b.target).float().mean().item()
+    x = invert(m, b.target, b.x0, steps=40, lr=0.05, tv_weight=1e-3, l2_weight=1e-3)
+    after = (m(x).argmax(1) == b.target).float().mean().item()
+    assert before < 0.5 and after == 1.0
+    assert 0.0 <= x.min() and x.max() <= 1.0

@@ -1,0 +1,19 @@
+import pytest
+import torch
+
+from reconlab.models import BUILDERS, build
+from reconlab.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_builder_maps_digits_to_logits(name):
+    torch.manual_seed(0)
+    m = build(name).eval()
+    out = m(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # the BN prior needs them
+
+
+def test_unknown_builder_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown model builder"):
+        build("resnet9000")
