@@ -18,6 +18,9 @@ class TaskBatch:
     task: torch.Tensor  # (b,) 1 or 2
     source: torch.Tensor  # (b,) source class for task 2, -1 for task 1
 
+    def to(self, device) -> "TaskBatch":
+        return TaskBatch(*(t.to(device) for t in (self.x0, self.target, self.task, self.source)))
+
 
 def task_batch(sources: torch.Tensor, *, restarts: int, init_scale: float, seed: int,
                num_classes: int = 10, task2: bool = True) -> TaskBatch:

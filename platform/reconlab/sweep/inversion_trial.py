@@ -33,6 +33,7 @@ class InversionTrialConfig:
     init_scale: float = 0.2
     restarts: int = 4
     report_every: int = 25
+    checkpoint_every: int = 2  # reports between checkpoints (ASHA rungs 2, 6, 18 fall on one)
     seed: int = 0
 
     def __post_init__(self):
@@ -40,8 +41,8 @@ class InversionTrialConfig:
             raise ValueError(f"unknown classifier variant {self.variant!r} (known: {', '.join(INVERTIBLE)})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError("lr must be a positive finite number")
-        if self.steps < 1 or self.restarts < 1 or self.report_every < 1:
-            raise ValueError("steps, restarts and report_every must be >= 1")
+        if min(self.steps, self.restarts, self.report_every, self.checkpoint_every) < 1:
+            raise ValueError("steps, restarts, report_every and checkpoint_every must be >= 1")
         for k in ("tv_weight", "l2_weight", "bn_weight", "init_scale"):
             v = getattr(self, k)
             if not (v >= 0 and math.isfinite(v)):
@@ -54,17 +55,22 @@ class InversionTrialConfig:
 _MODELS: dict = {}
 
 
-def _model(shared: dict, name: str):
+def _model(shared: dict, name: str, device: str = "cpu"):
     """Build each shared model once per worker process (actors are reused)."""
     from reconlab.models import build
 
-    key = (name, shared["digests"][name])
+    key = (name, shared["digests"][name], device)
     if key not in _MODELS:
         meta, state = shared["models"][name]
         m = build(meta["builder"], **meta["kwargs"])
         m.load_state_dict(state)
-        _MODELS[key] = m.eval()
+        _MODELS[key] = m.to(device).eval()
     return _MODELS[key]
+
+
+def _device(shared: dict) -> str:
+    """The GPU when this worker was given one (Ray hides unassigned GPUs)."""
+    return shared.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.no_grad()
@@ -88,17 +94,20 @@ def evaluate(x, batch, model, verifier, class_means, objective) -> dict:
 
 def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | None = None) -> dict:
     """Run one trial. ``report(metrics, state_dir)`` is called every
-    ``report_every`` steps; without Ray it may be None (plain loop, benches)."""
+    ``report_every`` steps (``state_dir`` None between checkpoints); without
+    Ray it may be None (plain loop, benches)."""
     from reconlab.inversion import invert
     from reconlab.inversion.tasks import task_batch
 
     cfg = InversionTrialConfig(**config)
     torch.manual_seed(cfg.seed)
-    model, verifier = _model(shared, cfg.variant), _model(shared, "verifier")
-    batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed)
+    dev = _device(shared)
+    model, verifier = _model(shared, cfg.variant, dev), _model(shared, "verifier", dev)
+    batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed).to(dev)
+    class_means = shared["class_means"].to(dev)
     x0, start, opt_state = batch.x0, 0, None
     if checkpoint_dir is not None:
-        state = torch.load(os.path.join(checkpoint_dir, "state.pt"), weights_only=True)
+        state = torch.load(os.path.join(checkpoint_dir, "state.pt"), map_location=dev, weights_only=True)
         x0, start, opt_state = state["x"], int(state["step"]), state["opt"]
     last: dict = {}
 
@@ -106,11 +115,16 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         nonlocal last
         if not torch.isfinite(loss).all():
             raise FloatingPointError(f"inversion objective is not finite at step {step}")
-        last = {"step": step, **evaluate(x, batch, model, verifier, shared["class_means"], loss)}
-        if report is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                torch.save({"step": step, "x": x, "opt": opt.state_dict(), "target": batch.target}, os.path.join(tmp, "state.pt"))
-                report(last, tmp)
+        last = {"step": step, **evaluate(x, batch, model, verifier, class_means, loss)}
+        if report is None:
+            return
+        if (step // cfg.report_every) % cfg.checkpoint_every and step != cfg.steps:
+            report(last, None)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save({"step": step, "x": x.cpu(), "opt": opt.state_dict(), "target": batch.target.cpu()},
+                       os.path.join(tmp, "state.pt"))
+            report(last, tmp)
 
     if start < cfg.steps:
         invert(model, batch.target, x0, steps=cfg.steps, lr=cfg.lr, optimizer=cfg.optimizer, tv_weight=cfg.tv_weight,
@@ -127,7 +141,7 @@ def tune_trainable(config: dict, shared: dict) -> None:
     ckpt = tune.get_checkpoint()
 
     def report(metrics, state_dir):
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(state_dir))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(state_dir) if state_dir else None)
 
     if ckpt is not None:
         with ckpt.as_directory() as d:

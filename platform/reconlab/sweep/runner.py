@@ -26,10 +26,12 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     pkg_dir = os.path.dirname(os.path.abspath(reconlab.__file__))
     remote = bool(os.environ.get("RAY_ADDRESS")) or tracking.in_submitted_job()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if remote:
         ray.init(runtime_env={"py_modules": [pkg_dir]}, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        # address="local": always a fresh runtime, never a stray `ray start` cluster
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def trial_concurrency(cpu: float, gpu: float) -> int:
@@ -91,7 +93,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     storage, name = os.path.split(sweep.tune_dir)
     run_config = tune.RunConfig(
         name=name, storage_path=storage, callbacks=[callback], verbose=verbose,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         progress_reporter=tune.CLIReporter(metric_columns=[spec.metric, "step"], max_report_frequency=30,
                                            parameter_columns=list(spec.search)[:4]),
     )

@@ -1,0 +1,97 @@
+"""`ray job submit` for real: a token-authenticated Ray head on 127.0.0.1
+whose Python environment does NOT have reconlab installed, so the job must
+ship the package itself (working_dir + py_modules)."""
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from jobutil import REPO, runs_by_kind
+
+pytestmark = pytest.mark.slow
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster_python(root):
+    """A venv that sees every dependency but not the reconlab package."""
+    env_dir = os.path.join(root, "env")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", env_dir], check=True)
+    site = next(p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p))
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    with open(os.path.join(env_dir, "lib", ver, "site-packages", "deps.pth"), "w") as f:
+        f.write(site + "\n")  # a plain path: the editable-install .pth files there are not processed
+    return os.path.join(env_dir, "bin")
+
+
+@pytest.fixture(scope="module")
+def head():
+    root = tempfile.mkdtemp(prefix="/tmp/rlh")  # short: Ray's socket paths are length-limited
+    bindir = cluster_python(root)
+    py = os.path.join(bindir, "python")
+    probe = subprocess.run([py, "-c", "import reconlab"], capture_output=True)
+    assert probe.returncode != 0, "the cluster environment must not have reconlab installed"
+    token_path = os.path.join(root, "token")
+    with open(token_path, "w") as f:
+        f.write(secrets.token_hex(32))
+    os.chmod(token_path, 0o600)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path,
+           "PATH": bindir + os.pathsep + os.environ["PATH"], "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    gcs, dash = free_port(), free_port()
+    subprocess.run([py, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address", "127.0.0.1",
+                    "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                    "--num-cpus", "2", "--temp-dir", os.path.join(root, "ray"), "--disable-usage-stats"],
+                   check=True, env=env, capture_output=True, timeout=180)
+    try:
+        yield {"address": f"http://127.0.0.1:{dash}", "env": env, "py": py, "root": root, "token": token_path}
+    finally:
+        subprocess.run([py, "-m", "ray.scripts.scripts", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def ray_cli(head, *args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env or head["env"], cwd=REPO)
+
+
+def test_jobs_api_rejects_a_client_without_the_token(head):
+    env = {k: v for k, v in head["env"].items() if not k.startswith("RAY_AUTH")}
+    p = ray_cli(head, "job", "list", "--address", head["address"], env=env, timeout=60)
+    assert p.returncode != 0
+    assert "401" in p.stdout + p.stderr or "auth" in (p.stdout + p.stderr).lower()
+
+
+def test_submitted_smoke_job_succeeds_and_logs_to_mlflow(head, tmp_path):
+    store = tmp_path / "store"
+    sub = ray_cli(head, "job", "submit", "--address", head["address"], "--no-wait", "--working-dir", REPO, "--",
+                  "python", "jobs/inversion_sweep.py", "--smoke-test", "--storage-path", str(store))
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    job_id = next(w for w in (sub.stdout + sub.stderr).split() if w.startswith("raysubmit_")).strip("'\".")
+    deadline, status = time.time() + 540, None
+    while time.time() < deadline:
+        st = ray_cli(head, "job", "status", "--address", head["address"], job_id)
+        status = next((s for s in ("SUCCEEDED", "FAILED", "STOPPED") if s in st.stdout), None)
+        if status:
+            break
+        time.sleep(5)
+    logs = ray_cli(head, "job", "logs", "--address", head["address"], job_id).stdout
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert "best verifier_acc per classifier variant" in logs
+    c, runs = runs_by_kind(f"sqlite:///{store}/mlflow.db", "reconlab-inversion-smoke")
+    assert len(runs["sweep"]) == 1 and runs["sweep"][0].info.status == "FINISHED"
+    assert len(runs["trial"]) == 6 and all(r.info.status == "FINISHED" for r in runs["trial"])
+    assert len(runs["train"]) == 4

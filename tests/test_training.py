@@ -1,0 +1,63 @@
+"""The classifier family under a real Ray runtime and a real MLflow store."""
+
+import dataclasses
+
+import pytest
+
+from reconlab import tracking
+from reconlab.training.classifier import VARIANTS, fit_classifier, load_model_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_two_workers_match_one_worker_at_the_same_global_batch(ray_local, tmp_path, digits):
+    from reconlab.training.classifier import accuracy
+
+    spec = dataclasses.replace(VARIANTS["sgd"], epochs=4)
+    acc = {}
+    for n in (1, 2):
+        r = fit_classifier(spec, num_workers=n, use_gpu=False, storage_path=str(tmp_path), name=f"w{n}", threads=1)
+        assert r.error is None
+        with r.checkpoint.as_directory() as d:
+            acc[n] = accuracy(load_model_dir(d), digits.x_test, digits.y_test)
+    assert acc[1] > 0.9
+    assert abs(acc[1] - acc[2]) <= 0.01, acc
+
+
+def test_training_run_is_logged_and_reused(ray_local, tmp_path, digits):
+    from reconlab.training.logged import ensure_classifier
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = tracking.client(uri)
+    exp = tracking.experiment_id(c, "t")
+    spec = dataclasses.replace(VARIANTS["adam_fgsm"], epochs=2)
+    meta, state, run_id = ensure_classifier(c, exp, "adam_fgsm", spec, dataset=digits, data_root=None, uri=uri,
+                                            storage_dir=str(tmp_path), log=lambda m: None)
+    run = c.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[tracking.TAG_FAMILY] == "classifier" and run.data.tags[tracking.TAG_VARIANT] == "adam_fgsm"
+    assert run.data.params["fgsm_eps"] == "0.1" and run.data.params["fgsm_alpha"] == "0.5"
+    hist = c.get_metric_history(run_id, "test_acc")
+    assert sorted(m.step for m in hist) == [0, 1]  # one point per epoch, none doubled
+    assert {a.path for a in c.list_artifacts(run_id, "model")} == {"model/model.json", "model/state_dict.pt"}
+    assert meta["builder"] == "classifier_small" and set(state) == set(load_model_state_keys())
+    # a second job with the same spec and data reuses it instead of training
+    again = ensure_classifier(c, exp, "adam_fgsm", spec, dataset=digits, data_root=None, uri=uri,
+                              storage_dir=str(tmp_path), log=lambda m: None)
+    assert again[2] == run_id
+    assert len(tracking.find_runs(c, exp, {tracking.TAG_FAMILY: "classifier"})) == 1
+
+
+def load_model_state_keys():
+    from reconlab.models import build
+
+    return build("classifier_small").state_dict().keys()
