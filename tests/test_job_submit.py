@@ -84,11 +84,12 @@ def test_submitted_smoke_job_succeeds_and_logs_to_mlflow(head, tmp_path):
     deadline, status = time.time() + 540, None
     while time.time() < deadline:
         st = ray_cli(head, "job", "status", "--address", head["address"], job_id)
-        status = next((s for s in ("SUCCEEDED", "FAILED", "STOPPED") if s in st.stdout), None)
+        status = next((s for s in ("SUCCEEDED", "FAILED", "STOPPED") if s in st.stdout + st.stderr), None)
         if status:
             break
         time.sleep(5)
-    logs = ray_cli(head, "job", "logs", "--address", head["address"], job_id).stdout
+    logs = ray_cli(head, "job", "logs", "--address", head["address"], job_id)
+    logs = logs.stdout + logs.stderr
     assert status == "SUCCEEDED", logs[-4000:]
     assert "best verifier_acc per classifier variant" in logs
     c, runs = runs_by_kind(f"sqlite:///{store}/mlflow.db", "reconlab-inversion-smoke")

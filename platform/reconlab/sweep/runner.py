@@ -108,7 +108,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
             scheduler = FIFOScheduler()
         tuner = tune.Tuner(
             trainable,
-            param_space=dict(spec.fixed),
+            param_space={"seed": spec.seed, **spec.fixed},  # every trial logs its seed
             tune_config=tune.TuneConfig(
                 metric=spec.metric, mode=spec.mode, search_alg=make_searcher(spec), scheduler=scheduler,
                 num_samples=spec.total_samples(), max_concurrent_trials=trial_concurrency(res.cpu, res.gpu),

@@ -1,0 +1,32 @@
+"""Datasets: embedded defaults (no download) and real on-disk formats.
+
+``load_dataset(name, data_root=None)`` returns an :class:`ImageDataset` with
+train and test tensors in [0, 1], layout (N, C, H, W).
+"""
+
+from __future__ import annotations
+
+from reconlab.data.base import ImageDataset
+from reconlab.errors import DataError
+
+DATASETS = ("digits", "mnist")
+
+
+def load_dataset(name: str, data_root: str | None = None) -> ImageDataset:
+    """``digits``: scikit-learn's bundled digits at 28x28 (embedded default).
+    ``mnist``: real MNIST IDX files under ``data_root`` (``data_root/mnist`` or
+    ``data_root`` itself)."""
+    if name == "digits":
+        from reconlab.data.digits import load_digits
+
+        return load_digits()
+    if name == "mnist":
+        from reconlab.data.mnist_idx import load_mnist
+
+        if not data_root:
+            raise DataError("the mnist dataset needs --data-root", key="dataset", value=name)
+        return load_mnist(data_root)
+    raise DataError(f"unknown dataset (known: {', '.join(DATASETS)})", key="dataset", value=name)
+
+
+__all__ = ["DATASETS", "ImageDataset", "load_dataset"]
