@@ -6,8 +6,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_job(script, *args, env=None, timeout=600):
-    e = {**os.environ, **(env or {})}
-    e.pop("MLFLOW_TRACKING_URI", None) if env is None or "MLFLOW_TRACKING_URI" not in env else None
+    e = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # jobs use their own store
+    e.update(env or {})
     return subprocess.run([sys.executable, os.path.join(REPO, "jobs", script), *args], capture_output=True, text=True,
                           timeout=timeout, env=e, cwd=REPO)
 

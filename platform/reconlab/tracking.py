@@ -12,7 +12,6 @@ tracking store never stalls the trial scheduler.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import os
@@ -336,7 +335,3 @@ def trial_callback(uri: str, exp_id: str, parent_run_id: str, metric_keys: Itera
 
 def announce(msg: str) -> None:
     print(f"[reconlab] {msg}", file=sys.stderr, flush=True)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -117,10 +117,9 @@ def _field_types(cls) -> dict[str, Any]:
 
 def _check_trial_values(cls, values: dict, *, source: str, key: str) -> None:
     """Every value must be accepted by the trial config (its __post_init__)."""
-    base = {}
     for name, v in values.items():
         try:
-            cls(**{**base, name: v})
+            cls(**{name: v})
         except (TypeError, ValueError) as e:
             raise ConfigError(str(e), source=source, key=key, value=v) from None
 
