@@ -324,7 +324,8 @@ def trial_callback(uri: str, exp_id: str, parent_run_id: str, metric_keys: Itera
             reason = None
             if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
                 with open(trial.error_file) as f:
-                    reason = f.read().strip().splitlines()[-1] if f else None
+                    lines = f.read().strip().splitlines()
+                    reason = lines[-1] if lines else None
             self.writer.submit(self._finish, trial, "FAILED", reason or "trial raised an error")
 
         def on_experiment_end(self, trials, **info):

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
                          metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts)
         rows, best = summarize(grid, spec, variants)
-        finish_parent(c, sweep.run_id, rows, best, grid, spec, artifacts)
+        finish_parent(c, sweep.run_id, rows, best, grid, spec)
     except BaseException as e:
         c.set_tag(sweep.run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
         c.set_terminated(sweep.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
@@ -116,6 +116,7 @@ def ensure_classifier_logged(c, exp_id, variant, tspec, ds, args, uri, storage_d
 
 
 CONFIG_KEYS = ("optimizer", "lr", "steps", "tv_weight", "l2_weight", "bn_weight", "init_scale")
+COLUMNS = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mean", *CONFIG_KEYS]
 
 
 def summarize(grid, spec, variants):
@@ -151,10 +152,10 @@ def findings(rows) -> list[str]:
     return out
 
 
-def finish_parent(c, run_id, rows, best, grid, spec, artifacts):
+def finish_parent(c, run_id, rows, best, grid, spec):
     from reconlab.sweep.runner import markdown_table
 
-    cols = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mean", *CONFIG_KEYS]
+    cols = COLUMNS
     md = markdown_table(rows, cols) + "\n\n" + "\n".join(f"- {f}" for f in findings(rows)) + "\n"
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
@@ -181,7 +182,7 @@ def finish_parent(c, run_id, rows, best, grid, spec, artifacts):
 def print_report(rows, spec, variants, uri, experiment, seconds):
     from reconlab.sweep.runner import markdown_table
 
-    cols = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mean", *CONFIG_KEYS]
+    cols = COLUMNS
     print(f"\nInversion sweep '{spec.name}' ({spec.source}): best {spec.metric} per classifier variant\n")
     print(markdown_table(rows, cols))
     print()
