@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from reconlab import tracking
-from reconlab.training.classifier import VARIANTS, fit_classifier, load_model_dir
+from reconlab.models import load_model_dir
+from reconlab.training.classifier import VARIANTS, fit_classifier
 
 pytestmark = pytest.mark.slow
 

@@ -9,17 +9,22 @@ from __future__ import annotations
 from reconlab.data.base import ImageDataset
 from reconlab.errors import DataError
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist", "natural", "natural96")
 
 
 def load_dataset(name: str, data_root: str | None = None) -> ImageDataset:
     """``digits``: scikit-learn's bundled digits at 28x28 (embedded default).
     ``mnist``: real MNIST IDX files under ``data_root`` (``data_root/mnist`` or
-    ``data_root`` itself)."""
+    ``data_root`` itself). ``natural`` / ``natural96``: RGB patches (32x32 /
+    96x96) from scikit-image's bundled photographs, split by photo."""
     if name == "digits":
         from reconlab.data.digits import load_digits
 
         return load_digits()
+    if name in ("natural", "natural96"):
+        from reconlab.data.natural import load_natural
+
+        return load_natural(96 if name == "natural96" else 32)
     if name == "mnist":
         from reconlab.data.mnist_idx import load_mnist
 

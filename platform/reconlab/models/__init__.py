@@ -27,6 +27,8 @@ def build(name: str, **kwargs) -> nn.Module:
     return BUILDERS[name](**kwargs)
 
 
-from reconlab.models import classifier  # noqa: E402,F401  (registers builders)
+from reconlab.models import classifier, unet  # noqa: E402,F401  (registers builders)
 
-__all__ = ["BUILDERS", "build", "register"]
+from reconlab.models.io import load_model_dir, save_model_dir  # noqa: E402
+
+__all__ = ["BUILDERS", "build", "load_model_dir", "register", "save_model_dir"]

@@ -12,7 +12,6 @@ import time
 
 from reconlab import tracking
 from reconlab.cli import job_parser
-from reconlab.errors import InputError
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "inversion.yaml")
 
@@ -33,21 +32,10 @@ def main(argv=None) -> int:
     from reconlab.sweep.spec import load_spec
     from reconlab.training.classifier import VARIANTS
 
-    spec = load_spec(args.search_space, InversionTrialConfig, smoke=args.smoke_test, metrics=METRICS)
-    if args.num_samples is not None:
-        if args.num_samples < 1:
-            raise InputError("must be >= 1", key="--num-samples", value=args.num_samples)
-        spec = dataclasses.replace(spec, num_samples=args.num_samples)
-    if args.num_workers is not None and args.num_workers < 1:
-        raise InputError("must be >= 1", key="--num-workers", value=args.num_workers)
-    storage_dir = tracking.results_dir(args.storage_path)
-    tracking.check_storage_dir(storage_dir)
-    uri = tracking.resolve_tracking_uri(args.tracking_uri, storage_dir)
-    tracking.check_tracking_uri(uri)
-    if tracking.in_submitted_job() and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                            or args.storage_path):
-        tracking.announce(f"no --tracking-uri/--storage-path given under `ray job submit`: results go to "
-                          f"{storage_dir} (MLflow: {uri}) on the head node")
+    from reconlab.sweep.runner import prepare
+
+    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, InversionTrialConfig,
+                                                     smoke=args.smoke_test, metrics=METRICS))
     ds = load_dataset(spec.dataset, args.data_root)
     variants = spec.strata() or [spec.fixed.get("variant", InversionTrialConfig.variant)]
     experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")

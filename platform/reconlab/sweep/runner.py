@@ -13,6 +13,29 @@ from typing import Any, Callable
 from reconlab import tracking
 
 
+def prepare(args, spec):
+    """The checks every sweep job makes before Ray starts: --num-samples,
+    --num-workers, the storage directory and the tracking URI. Returns
+    (spec, storage_dir, tracking_uri)."""
+    from reconlab.errors import InputError
+
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise InputError("must be >= 1", key="--num-samples", value=args.num_samples)
+        spec = dataclasses.replace(spec, num_samples=args.num_samples)
+    if getattr(args, "num_workers", None) is not None and args.num_workers < 1:
+        raise InputError("must be >= 1", key="--num-workers", value=args.num_workers)
+    storage_dir = tracking.results_dir(args.storage_path)
+    tracking.check_storage_dir(storage_dir)
+    uri = tracking.resolve_tracking_uri(args.tracking_uri, storage_dir)
+    tracking.check_tracking_uri(uri)
+    if tracking.in_submitted_job() and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                            or args.storage_path):
+        tracking.announce(f"no --tracking-uri/--storage-path given under `ray job submit`: results go to "
+                          f"{storage_dir} (MLflow: {uri}) on the head node")
+    return spec, storage_dir, uri
+
+
 def init_ray(*, num_cpus: int | None = None) -> None:
     """Connect to the cluster the job runs on (``ray job submit`` / RAY_ADDRESS)
     or start a local runtime. On a cluster the package ships with the job
@@ -79,7 +102,7 @@ def start_parent(c, exp_id: str, spec, *, storage_dir: str, resume: bool, extra_
 
 
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
-              artifacts: Callable | None = None, verbose: int = 1):
+              artifacts: Callable | None = None, verbose: int = 1, max_concurrent: int | None = None):
     """Fit (or restore and finish) the Tune experiment; returns the ResultGrid."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -111,7 +134,8 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
             param_space={"seed": spec.seed, **spec.fixed},  # every trial logs its seed
             tune_config=tune.TuneConfig(
                 metric=spec.metric, mode=spec.mode, search_alg=make_searcher(spec), scheduler=scheduler,
-                num_samples=spec.total_samples(), max_concurrent_trials=trial_concurrency(res.cpu, res.gpu),
+                num_samples=spec.total_samples(),
+                max_concurrent_trials=max_concurrent or trial_concurrency(res.cpu, res.gpu),
                 reuse_actors=True,
             ),
             run_config=run_config,

@@ -39,12 +39,17 @@ def optuna_search(space: dict, metric: str, mode: str, seed: int):
 
 
 class StratifiedSearch(Searcher):
-    """One searcher per value of ``key``; suggestions alternate between them."""
+    """One searcher per value of ``key`` (or per combination of the values of
+    several keys); suggestions alternate between them."""
 
-    def __init__(self, key: str, values: list, space: dict, metric: str, mode: str, seed: int, per_stratum: int):
+    def __init__(self, key: str | list[str], values: list, space: dict, metric: str, mode: str, seed: int,
+                 per_stratum: int):
         super().__init__(metric=metric, mode=mode)
-        self.key, self.values, self.per_stratum = key, list(values), per_stratum
-        rest = {k: v for k, v in space.items() if k != key}
+        self.single = isinstance(key, str)
+        self.keys = [key] if self.single else list(key)
+        self.values = [v if self.single else tuple(v) for v in values]
+        self.per_stratum = per_stratum
+        rest = {k: v for k, v in space.items() if k not in self.keys}
         self.inner = {v: optuna_search(rest, metric, mode, seed + i) for i, v in enumerate(self.values)}
         self.count = {v: 0 for v in self.values}
         self.owner: dict[str, object] = {}
@@ -62,7 +67,7 @@ class StratifiedSearch(Searcher):
             return cfg
         self.count[v] += 1
         self.owner[trial_id] = v
-        return {**cfg, self.key: v}
+        return {**cfg, **dict(zip(self.keys, [v] if self.single else v))}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.owner:

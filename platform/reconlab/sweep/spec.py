@@ -5,6 +5,7 @@
     mode: max
     num_samples: 12              # trials (per stratum when ``stratify`` is set)
     stratify: variant            # one seeded TPE study per value of this choice
+                                 # (a list of choices: one per combination)
     seed: 0
     scheduler: {grace_period: 2, reduction_factor: 3}
     resources_per_trial: {cpu: 1, gpu: 0}
@@ -23,6 +24,7 @@ values the trial config rejects are a ConfigError naming file, key and value.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import typing
 from typing import Any, Literal
 
@@ -72,7 +74,7 @@ class SweepSpec:
     metric: str
     mode: Literal["max", "min"] = "max"
     num_samples: int = 8
-    stratify: str | None = None
+    stratify: str | list[str] | None = None
     seed: int = 0
     dataset: str = "digits"
     scheduler: SchedulerSpec = SchedulerSpec()
@@ -83,8 +85,18 @@ class SweepSpec:
     smoke: SmokeOverrides = SmokeOverrides()
     source: str = "<spec>"
 
+    def strata_keys(self) -> list[str]:
+        return [] if self.stratify is None else [self.stratify] if isinstance(self.stratify, str) else list(
+            self.stratify)
+
     def strata(self) -> list | None:
-        return None if self.stratify is None else list(self.search[self.stratify]["values"])
+        """The stratum values: plain values for one key, tuples for several."""
+        keys = self.strata_keys()
+        if not keys:
+            return None
+        if isinstance(self.stratify, str):
+            return list(self.search[keys[0]]["values"])
+        return list(itertools.product(*(self.search[k]["values"] for k in keys)))
 
     def total_samples(self) -> int:
         s = self.strata()
@@ -226,7 +238,9 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             raise ConfigError("both fixed and searched", source=path, key=f"search.{name}", value=p)
         ps = bind(ParamSpec, p, source=path, prefix=f"search.{name}")
         search[name] = validate_param(name, ps, types[name], trial_cls, source=path)
-    if spec.stratify is not None and (spec.stratify not in search or search[spec.stratify]["type"] != "choice"):
-        raise ConfigError("stratify must name a 'choice' parameter under search", source=path, key="stratify",
-                          value=spec.stratify)
+    keys = spec.strata_keys()
+    if spec.stratify is not None and (not keys or len(set(keys)) != len(keys) or any(
+            k not in search or search[k]["type"] != "choice" for k in keys)):
+        raise ConfigError("stratify must name 'choice' parameters under search (distinct)", source=path,
+                          key="stratify", value=spec.stratify)
     return dataclasses.replace(spec, fixed=fixed, search=search)

@@ -108,7 +108,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     from reconlab.data import load_dataset
-    from reconlab.models import build
+    from reconlab.models import build, save_model_dir
 
     spec = TrainSpec(**config["spec"])
     ctx = ray.train.get_context()
@@ -134,24 +134,6 @@ def train_loop_per_worker(config: dict) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
-
-
-def save_model_dir(path: str, model, spec: TrainSpec) -> None:
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, os.path.join(path, "state_dict.pt"))
-    with open(os.path.join(path, "model.json"), "w") as f:
-        json.dump({"builder": spec.builder, "kwargs": spec.model_kwargs(), "spec": dataclasses.asdict(spec)}, f)
-
-
-def load_model_dir(path: str, device: str = "cpu"):
-    """Rebuild a model from ``model.json`` + ``state_dict.pt`` (weights only)."""
-    from reconlab.models import build
-
-    with open(os.path.join(path, "model.json")) as f:
-        meta = json.load(f)
-    model = build(meta["builder"], **meta["kwargs"])
-    state = torch.load(os.path.join(path, "state_dict.pt"), map_location=device, weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device).eval()
 
 
 def fit_classifier(

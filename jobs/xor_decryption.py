@@ -1,0 +1,21 @@
+#!/usr/bin/env python
+"""XOR decryption with a U-Net (Hauptmann & Adler): Table I reproduced, with
+baselines, on Ray Train + Ray Tune + Optuna, tracked in MLflow.
+
+    python jobs/xor_decryption.py [--smoke-test] [--num-samples N] ...
+    ray job submit --working-dir . -- python jobs/xor_decryption.py --smoke-test
+"""
+
+import os
+import sys
+
+try:
+    import reconlab  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # a bare checkout, e.g. under `ray job submit` on a cluster
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "platform"))
+
+from reconlab.cli import run_job
+from reconlab.sweep.xor import main
+
+if __name__ == "__main__":
+    sys.exit(run_job(main))

@@ -1,0 +1,28 @@
+"""A model on disk: ``model.json`` (builder, kwargs, training spec) plus
+``state_dict.pt``, loaded with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import torch
+
+
+def save_model_dir(path: str, model, spec) -> None:
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, os.path.join(path, "state_dict.pt"))
+    with open(os.path.join(path, "model.json"), "w") as f:
+        json.dump({"builder": spec.builder, "kwargs": spec.model_kwargs(), "spec": dataclasses.asdict(spec)}, f)
+
+
+def load_model_dir(path: str, device: str = "cpu"):
+    """Rebuild a model from ``model.json`` + ``state_dict.pt`` (weights only)."""
+    from reconlab.models import build
+
+    with open(os.path.join(path, "model.json")) as f:
+        meta = json.load(f)
+    model = build(meta["builder"], **meta["kwargs"])
+    state = torch.load(os.path.join(path, "state_dict.pt"), map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()

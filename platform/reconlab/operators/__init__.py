@@ -1,0 +1,1 @@
+"""Forward operators: clean images -> measurements (as torch code where possible)."""

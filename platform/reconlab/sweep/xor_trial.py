@@ -1,0 +1,79 @@
+"""The XOR sweep's trial: one U-Net trained by Ray Train from inside a Ray Tune
+function (the Train V2 pattern; ``Tuner(trainer)`` is gone). Every epoch's
+report reaches Tune through ``TuneReportCallback``; the last checkpoint holds
+the model and a figure like the paper's Fig. 1/2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Literal
+
+from reconlab.training.xor_unet import FIGURE, XorTrainSpec
+
+METRICS = ("test_psnr", "test_ssim", "psnr_gain", "train_loss", "epoch_seconds", "images_per_s")
+
+
+@dataclasses.dataclass(frozen=True)
+class XorTrialConfig:
+    mode: Literal["ctr", "cbc"] = "ctr"
+    noise: float = 0.0
+    width: int = 16
+    depth: int = 3
+    lr: float = 2e-3
+    batch_size: int = 32
+    epochs: int = 10
+    max_train_images: int = 0
+    num_workers: int = 1  # Ray Train workers for this trial's U-Net
+    seed: int = 0
+
+    def __post_init__(self):
+        self.train_spec()  # raises ValueError on bad values
+        if self.num_workers < 1:
+            raise ValueError("num_workers must be >= 1")
+
+    def train_spec(self) -> XorTrainSpec:
+        keys = {f.name for f in dataclasses.fields(XorTrainSpec)}
+        return XorTrainSpec(**{k: v for k, v in dataclasses.asdict(self).items() if k in keys})
+
+
+def tune_trainable(config: dict, shared: dict) -> None:
+    """Ray Tune function trainable. ``shared`` (object store) holds the key and
+    IV, so they reach the workers without entering any config or log."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from reconlab.operators.xor_aes import XorAES
+    from reconlab.training.xor_unet import fit_xor_unet
+
+    cfg = XorTrialConfig(**{k: v for k, v in config.items() if k in {f.name for f in dataclasses.fields(XorTrialConfig)}})
+    op = XorAES(shared["key"], shared["iv"], cfg.mode)
+    trial_id = tune.get_context().get_trial_id()
+    result = fit_xor_unet(cfg.train_spec(), op, dataset=shared["dataset"], data_root=shared.get("data_root"),
+                          num_workers=cfg.num_workers, use_gpu=shared.get("use_gpu"),
+                          storage_path=os.path.join(shared["storage_dir"], "train"), name=f"xor-{trial_id}",
+                          callbacks=[TuneReportCallback()], threads=shared.get("threads"),
+                          eval_seed=shared.get("eval_seed", 0))
+    if result.error is not None:
+        raise result.error
+
+
+def artifacts_of(trial) -> dict[str, bytes]:
+    """The figure and the model files from the Train checkpoint the trial
+    reported last (``TuneReportCallback`` passes its path)."""
+    from ray.train import Checkpoint
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
+    if not path:
+        return {}
+    out = {}
+    with Checkpoint(path).as_directory() as d:
+        for name, dest in ((FIGURE, FIGURE), ("model.json", "model/model.json"),
+                           ("state_dict.pt", "model/state_dict.pt")):
+            f = os.path.join(d, name)
+            if os.path.exists(f):
+                with open(f, "rb") as fh:
+                    out[dest] = fh.read()
+    return out

@@ -1,0 +1,240 @@
+"""The XOR-decryption family (Hauptmann & Adler): a U-Net trained with Ray Train
+to map AES cipherimages back to images, MSE loss, Adam.
+
+CTR cipherimages are made on the fly on each worker's device from the clean
+images (a XOR with the position keystream), with fresh seeded noise every
+epoch; CBC cipherimages are encrypted once with ``cryptography`` and only the
+noise is drawn on the fly. Each global batch is split by rank, so N workers
+see the batches one worker would. On a GPU the forward pass runs under
+autocast (bfloat16) when ``amp`` is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tempfile
+import time
+from typing import Literal
+
+import torch
+
+from reconlab.operators.xor_aes import XorAES, clamp_finite
+
+
+@dataclasses.dataclass(frozen=True)
+class XorTrainSpec:
+    """Everything that determines a trained XOR U-Net (the key enters by fingerprint)."""
+
+    mode: Literal["ctr", "cbc"] = "ctr"
+    noise: float = 0.0  # std of the Gaussian noise on cipherimages (paper: 0.01)
+    width: int = 16
+    depth: int = 3
+    batch_norm: bool = True
+    lr: float = 2e-3
+    batch_size: int = 32  # global batch, split over the workers
+    epochs: int = 10
+    max_train_images: int = 0  # 0: the whole training set
+    amp: bool = True  # bfloat16 autocast on GPUs; ignored on the CPU
+    seed: int = 0
+    builder: str = "unet"
+
+    def __post_init__(self):
+        if self.mode not in ("ctr", "cbc"):
+            raise ValueError(f"unknown mode {self.mode!r} (known: ctr, cbc)")
+        if not (0 <= self.noise < 1 and math.isfinite(self.noise)):
+            raise ValueError("noise must be in [0, 1)")
+        if min(self.width, self.depth, self.batch_size, self.epochs) < 1:
+            raise ValueError("width, depth, batch_size and epochs must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)) or self.max_train_images < 0:
+            raise ValueError("lr must be positive and max_train_images >= 0")
+
+    def model_kwargs(self) -> dict:
+        return {"width": self.width, "depth": self.depth, "batch_norm": self.batch_norm}
+
+    def digest(self, key_fingerprint: str) -> str:
+        blob = json.dumps({**dataclasses.asdict(self), "key": key_fingerprint}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Cipherimages:
+    """Makes the (noisy) cipherimages of a batch of clean images on ``device``."""
+
+    def __init__(self, op: XorAES, x: torch.Tensor, device, noise: float):
+        self.op, self.noise, self.device = op, noise, device
+        if op.mode == "ctr":
+            self.keystream = op.keystream(x.shape[-2], x.shape[-1]).to(device)
+        else:  # CBC: encrypt once on the CPU (uint8, a quarter of the float size)
+            self.cipher_bytes = op.encrypt_reference(x)
+
+    def __call__(self, x_dev: torch.Tensor, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        from reconlab.operators.xor_aes import bytes_to_image, to_hwc_bytes
+
+        if self.op.mode == "ctr":
+            b = to_hwc_bytes(x_dev) ^ self.keystream
+        else:
+            b = self.cipher_bytes[idx].to(self.device)
+        return bytes_to_image(b, self.noise, generator)
+
+
+@torch.no_grad()
+def predict(model, cipher: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    model.eval()
+    out = [clamp_finite(model(cipher[i:i + batch_size]).float()) for i in range(0, len(cipher), batch_size)]
+    return torch.cat(out)
+
+
+def test_cipherimages(op: XorAES, x_test: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
+    """The fixed, seeded test inputs every model and baseline is scored on."""
+    g = torch.Generator().manual_seed(seed * 7919 + 17)
+    return op.encrypt(x_test, noise=noise, generator=g)
+
+
+def evaluate(model, cipher_test: torch.Tensor, x_test: torch.Tensor) -> dict:
+    from reconlab.metrics import psnr, ssim
+
+    dev = next(model.parameters()).device
+    pred = predict(model, cipher_test.to(dev)).cpu()
+    return {"test_psnr": psnr(pred, x_test).mean().item(), "test_ssim": ssim(pred, x_test).mean().item()}
+
+
+def mean_baseline(x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
+    """The paper's trivial baseline: the training set's mean image for every input."""
+    from reconlab.metrics import psnr, ssim
+
+    m = x_train.mean(0, keepdim=True).expand_as(x_test)
+    return {"test_psnr": psnr(m, x_test).mean().item(), "test_ssim": ssim(m, x_test).mean().item()}
+
+
+FIGURE = "decryption.png"
+
+
+def figure_png(op: XorAES, model, cipher: torch.Tensor, truth: torch.Tensor) -> bytes:
+    """Like the paper's Fig. 1/2, one row per image: three of the twelve
+    cipherimage channels (the high byte of R, G, B), ground truth, U-Net,
+    decryption with the key (rounded to bytes, clamped)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dev = next(model.parameters()).device
+    unet = predict(model, cipher.to(dev)).cpu()
+    key = clamp_finite(op.decrypt(cipher))
+    cols = [("cipher ch. 3", cipher[:, 3:4]), ("cipher ch. 7", cipher[:, 7:8]), ("cipher ch. 11", cipher[:, 11:12]),
+            ("ground truth", truth), ("U-Net", unet), ("decryption", key)]
+    fig, axes = plt.subplots(len(cipher), len(cols), figsize=(1.6 * len(cols), 1.6 * len(cipher)), squeeze=False)
+    for i in range(len(cipher)):
+        for j, (title, imgs) in enumerate(cols):
+            im = imgs[i].clamp(0, 1).permute(1, 2, 0).numpy()
+            axes[i, j].imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
+            axes[i, j].set_axis_off()
+            if i == 0:
+                axes[i, j].set_title(title, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def train_epoch(model, opt, x, make, spec: XorTrainSpec, epoch: int, rank: int, world: int, device,
+                scaler=None) -> tuple[float, int]:
+    """One epoch; returns (mean loss, images this rank saw)."""
+    g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
+    perm = torch.randperm(len(x), generator=g)
+    noise_gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)
+    amp = spec.amp and torch.device(device).type == "cuda"
+    model.train()
+    total, count = 0.0, 0
+    for start in range(0, len(perm) - spec.batch_size + 1, spec.batch_size):
+        idx = perm[start:start + spec.batch_size][rank::world]
+        xb = x[idx].to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            pred = model(make(xb, idx, noise_gen))
+        loss = (pred.float() - xb).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total / max(count, 1), count
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Runs on every Ray Train worker; resumes from the run's latest checkpoint."""
+    import os
+
+    import ray.train
+    import ray.train.torch
+
+    from reconlab.data import load_dataset
+    from reconlab.models import build, save_model_dir
+
+    spec = XorTrainSpec(**config["spec"])
+    op: XorAES = config["operator"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    torch.manual_seed(spec.seed)  # identical initial weights on every rank
+    ds = load_dataset(config["dataset"], config.get("data_root"))
+    x = ds.x_train[:spec.max_train_images] if spec.max_train_images else ds.x_train
+    model = build(spec.builder, **spec.model_kwargs())
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    start = 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:  # a retried or resumed run continues, it does not repeat epochs
+        with ckpt.as_directory() as d:
+            model.load_state_dict(torch.load(os.path.join(d, "state_dict.pt"), weights_only=True))
+            state = torch.load(os.path.join(d, "train_state.pt"), weights_only=True)
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["epoch"]) + 1
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    make = Cipherimages(op, x, device, spec.noise)
+    c_test = test_cipherimages(op, ds.x_test, spec.noise, config.get("eval_seed", 0))
+    mean_psnr = mean_baseline(x, ds.x_test)["test_psnr"]
+    inner = getattr(model, "module", model)
+    for epoch in range(start, spec.epochs):
+        t0 = time.perf_counter()
+        loss, seen = train_epoch(model, opt, x, make, spec, epoch, rank, world, device)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
+        dt = time.perf_counter() - t0
+        metrics = {"step": epoch + 1, "epoch": epoch, "train_loss": loss, "epoch_seconds": dt,
+                   "images_per_s": seen * world / dt, **evaluate(inner, c_test, ds.x_test)}
+        metrics["psnr_gain"] = metrics["test_psnr"] - mean_psnr
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                save_model_dir(tmp, inner, spec)
+                torch.save({"optimizer": opt.state_dict(), "epoch": epoch}, os.path.join(tmp, "train_state.pt"))
+                if epoch == spec.epochs - 1:
+                    with open(os.path.join(tmp, FIGURE), "wb") as f:
+                        f.write(figure_png(op, inner, c_test[:4], ds.x_test[:4]))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+
+
+def fit_xor_unet(spec: XorTrainSpec, op: XorAES, *, dataset: str = "natural", data_root: str | None = None,
+                 num_workers: int = 1, use_gpu: bool | None = None, storage_path: str, name: str,
+                 callbacks: list | None = None, threads: int | None = None, eval_seed: int = 0):
+    """Train one U-Net with a ``TorchTrainer``; returns the Ray Train Result.
+    Running it again with the same ``name`` and ``storage_path`` resumes."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if use_gpu is None:
+        use_gpu = torch.cuda.is_available()
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": dataclasses.asdict(spec), "operator": op, "dataset": dataset,
+                           "data_root": data_root, "threads": threads, "eval_seed": eval_seed},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+    )
+    return trainer.fit()
