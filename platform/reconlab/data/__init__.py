@@ -9,14 +9,16 @@ from __future__ import annotations
 from reconlab.data.base import ImageDataset
 from reconlab.errors import DataError
 
-DATASETS = ("digits", "mnist", "natural", "natural96")
+DATASETS = ("digits", "mnist", "natural", "natural96", "stl10", "parquet")
 
 
 def load_dataset(name: str, data_root: str | None = None) -> ImageDataset:
     """``digits``: scikit-learn's bundled digits at 28x28 (embedded default).
     ``mnist``: real MNIST IDX files under ``data_root`` (``data_root/mnist`` or
     ``data_root`` itself). ``natural`` / ``natural96``: RGB patches (32x32 /
-    96x96) from scikit-image's bundled photographs, split by photo."""
+    96x96) from scikit-image's bundled photographs, split by photo.
+    ``stl10``: STL-10 binaries under ``data_root``. ``parquet``: prepared
+    8-bit shards under ``data_root/{train,test}`` (see ``reconlab.data.parquet``)."""
     if name == "digits":
         from reconlab.data.digits import load_digits
 
@@ -25,12 +27,20 @@ def load_dataset(name: str, data_root: str | None = None) -> ImageDataset:
         from reconlab.data.natural import load_natural
 
         return load_natural(96 if name == "natural96" else 32)
-    if name == "mnist":
-        from reconlab.data.mnist_idx import load_mnist
-
+    if name in ("mnist", "stl10", "parquet"):
         if not data_root:
-            raise DataError("the mnist dataset needs --data-root", key="dataset", value=name)
-        return load_mnist(data_root)
+            raise DataError(f"the {name} dataset needs --data-root", key="dataset", value=name)
+        if name == "mnist":
+            from reconlab.data.mnist_idx import load_mnist
+
+            return load_mnist(data_root)
+        if name == "stl10":
+            from reconlab.data.stl10 import load_stl10
+
+            return load_stl10(data_root)
+        from reconlab.data.parquet import load_parquet
+
+        return load_parquet(data_root)
     raise DataError(f"unknown dataset (known: {', '.join(DATASETS)})", key="dataset", value=name)
 
 

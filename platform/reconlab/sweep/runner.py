@@ -111,6 +111,8 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
 
     res = spec.resources_per_trial
     resources = {"cpu": res.cpu, "gpu": res.gpu}
+    if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
+        resources["memory"] = 1 << 20
     trainable = tune.with_resources(trainable, resources)
     callback = tracking.trial_callback(uri, sweep.exp_id, sweep.run_id, metric_keys, artifacts)
     storage, name = os.path.split(sweep.tune_dir)

@@ -50,6 +50,9 @@ class SchedulerSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
+    """Per trial. cpu = gpu = 0: the trial only coordinates (e.g. it launches a
+    TorchTrainer whose workers hold the CPUs/GPUs)."""
+
     cpu: float = 1.0
     gpu: float = 0.0
 
@@ -215,8 +218,8 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
         raise ConfigError("need grace_period >= 1 and reduction_factor >= 2", source=path, key="scheduler",
                           value=dataclasses.asdict(sch))
     r = spec.resources_per_trial
-    if r.cpu < 0 or r.gpu < 0 or (r.cpu == 0 and r.gpu == 0):
-        raise ConfigError("need cpu >= 0, gpu >= 0, not both 0", source=path, key="resources_per_trial",
+    if not (r.cpu >= 0 and r.gpu >= 0):
+        raise ConfigError("need cpu >= 0 and gpu >= 0", source=path, key="resources_per_trial",
                           value=dataclasses.asdict(r))
     if spec.train.num_workers < 1 or (spec.train.epochs is not None and spec.train.epochs < 1):
         raise ConfigError("need num_workers >= 1 and epochs >= 1", source=path, key="train",

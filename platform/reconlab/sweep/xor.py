@@ -54,7 +54,8 @@ def check_data(ds, spec) -> None:
     depth = spec.search["depth"]["high"] if "depth" in spec.search else spec.fixed.get("depth", XorTrialConfig.depth)
     h, w = ds.x_train.shape[-2:]
     if ds.x_train.shape[1] != 3:
-        raise InputError("the XOR family needs RGB images", key="dataset", value=f"{ds.name} {tuple(ds.x_train.shape)}")
+        raise InputError("needs RGB images (the XOR family encrypts 3-channel float32 pixels)", source=spec.source,
+                         key="dataset", value=f"{ds.name} {tuple(ds.x_train.shape[1:])}")
     if h % 2**depth or w % 2**depth:
         raise InputError(f"{h}x{w} images do not fit a U-Net of depth {depth} (need multiples of {2**depth})",
                          source=spec.source, key="depth", value=depth)

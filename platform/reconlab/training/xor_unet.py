@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import tempfile
 import time
 from typing import Literal
@@ -66,14 +67,18 @@ class Cipherimages:
         self.op, self.noise, self.device = op, noise, device
         if op.mode == "ctr":
             self.keystream = op.keystream(x.shape[-2], x.shape[-1]).to(device)
-        else:  # CBC: encrypt once on the CPU (uint8, a quarter of the float size)
+        elif len(x) > 1:  # CBC in memory: encrypt once on the CPU (uint8, a quarter of the float size)
             self.cipher_bytes = op.encrypt_reference(x)
 
-    def __call__(self, x_dev: torch.Tensor, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def __call__(self, x_dev: torch.Tensor, idx: torch.Tensor | None, generator: torch.Generator | None):
+        """``idx`` indexes the images given at construction; None (streamed
+        batches) encrypts ``x_dev`` itself (CBC: with `cryptography` on the CPU)."""
         from reconlab.operators.xor_aes import bytes_to_image, to_hwc_bytes
 
         if self.op.mode == "ctr":
             b = to_hwc_bytes(x_dev) ^ self.keystream
+        elif idx is None:
+            b = self.op.encrypt_reference(x_dev.cpu()).to(self.device)
         else:
             b = self.cipher_bytes[idx].to(self.device)
         return bytes_to_image(b, self.noise, generator)
@@ -142,33 +147,46 @@ def figure_png(op: XorAES, model, cipher: torch.Tensor, truth: torch.Tensor) -> 
     return buf.getvalue()
 
 
-def train_epoch(model, opt, x, make, spec: XorTrainSpec, epoch: int, rank: int, world: int, device,
-                scaler=None) -> tuple[float, int]:
-    """One epoch; returns (mean loss, images this rank saw)."""
+def memory_batches(x: torch.Tensor, spec: XorTrainSpec, epoch: int, rank: int, world: int):
+    """(images, idx) per global batch of a seeded permutation; rank r takes every world-th."""
     g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
     perm = torch.randperm(len(x), generator=g)
+    for start in range(0, len(perm) - spec.batch_size + 1, spec.batch_size):
+        idx = perm[start:start + spec.batch_size][rank::world]
+        yield x[idx], idx
+
+
+def stream_batches(shard, spec: XorTrainSpec, epoch: int, world: int):
+    """(images, None) per batch of this worker's Ray Data shard (Parquet), shuffled locally."""
+    from reconlab.data.parquet import decode
+
+    per = max(1, spec.batch_size // world)
+    for b in shard.iter_batches(batch_size=per, batch_format="numpy", drop_last=True,
+                                local_shuffle_buffer_size=8 * per, local_shuffle_seed=spec.seed * 100_003 + epoch):
+        yield decode(b)[0], None
+
+
+def train_epoch(model, opt, batches, make, spec: XorTrainSpec, epoch: int, rank: int, device) -> tuple[float, int]:
+    """One epoch over ``batches``; returns (mean loss, images this rank saw)."""
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)
     amp = spec.amp and torch.device(device).type == "cuda"
     model.train()
     total, count = 0.0, 0
-    for start in range(0, len(perm) - spec.batch_size + 1, spec.batch_size):
-        idx = perm[start:start + spec.batch_size][rank::world]
-        xb = x[idx].to(device, non_blocking=True)
+    for xb, idx in batches:
+        xb = xb.to(device, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             pred = model(make(xb, idx, noise_gen))
         loss = (pred.float() - xb).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += loss.item() * len(idx)
-        count += len(idx)
+        total += loss.item() * len(xb)
+        count += len(xb)
     return total / max(count, 1), count
 
 
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker; resumes from the run's latest checkpoint."""
-    import os
-
     import ray.train
     import ray.train.torch
 
@@ -182,8 +200,17 @@ def train_loop_per_worker(config: dict) -> None:
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     torch.manual_seed(spec.seed)  # identical initial weights on every rank
-    ds = load_dataset(config["dataset"], config.get("data_root"))
-    x = ds.x_train[:spec.max_train_images] if spec.max_train_images else ds.x_train
+    shard = ray.train.get_dataset_shard("train") if config.get("stream") else None
+    if shard is not None:  # Parquet shards streamed by Ray Data; only the test split is loaded
+        from reconlab.data.parquet import read_split, split_dir
+
+        x_test, _ = read_split(split_dir(config["data_root"], "test"))
+        ds = None
+        x = x_test[:1]  # shape and keystream only
+    else:
+        ds = load_dataset(config["dataset"], config.get("data_root"))
+        x = ds.x_train[:spec.max_train_images] if spec.max_train_images else ds.x_train
+        x_test = ds.x_test
     model = build(spec.builder, **spec.model_kwargs())
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     start = 0
@@ -197,43 +224,55 @@ def train_loop_per_worker(config: dict) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     make = Cipherimages(op, x, device, spec.noise)
-    c_test = test_cipherimages(op, ds.x_test, spec.noise, config.get("eval_seed", 0))
-    mean_psnr = mean_baseline(x, ds.x_test)["test_psnr"]
+    c_test = test_cipherimages(op, x_test, spec.noise, config.get("eval_seed", 0))
+    mean_psnr = None if shard is not None else mean_baseline(x, x_test)["test_psnr"]
     inner = getattr(model, "module", model)
     for epoch in range(start, spec.epochs):
         t0 = time.perf_counter()
-        loss, seen = train_epoch(model, opt, x, make, spec, epoch, rank, world, device)
+        batches = (stream_batches(shard, spec, epoch, world) if shard is not None
+                   else memory_batches(x, spec, epoch, rank, world))
+        loss, seen = train_epoch(model, opt, batches, make, spec, epoch, rank, device)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
         dt = time.perf_counter() - t0
         metrics = {"step": epoch + 1, "epoch": epoch, "train_loss": loss, "epoch_seconds": dt,
-                   "images_per_s": seen * world / dt, **evaluate(inner, c_test, ds.x_test)}
-        metrics["psnr_gain"] = metrics["test_psnr"] - mean_psnr
+                   "images_per_s": seen * world / dt, **evaluate(inner, c_test, x_test)}
+        if mean_psnr is not None:
+            metrics["psnr_gain"] = metrics["test_psnr"] - mean_psnr
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
                 save_model_dir(tmp, inner, spec)
                 torch.save({"optimizer": opt.state_dict(), "epoch": epoch}, os.path.join(tmp, "train_state.pt"))
                 if epoch == spec.epochs - 1:
                     with open(os.path.join(tmp, FIGURE), "wb") as f:
-                        f.write(figure_png(op, inner, c_test[:4], ds.x_test[:4]))
+                        f.write(figure_png(op, inner, c_test[:4], x_test[:4]))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
 
 
 def fit_xor_unet(spec: XorTrainSpec, op: XorAES, *, dataset: str = "natural", data_root: str | None = None,
                  num_workers: int = 1, use_gpu: bool | None = None, storage_path: str, name: str,
-                 callbacks: list | None = None, threads: int | None = None, eval_seed: int = 0):
+                 callbacks: list | None = None, threads: int | None = None, eval_seed: int = 0,
+                 stream: bool = False):
     """Train one U-Net with a ``TorchTrainer``; returns the Ray Train Result.
-    Running it again with the same ``name`` and ``storage_path`` resumes."""
+    Running it again with the same ``name`` and ``storage_path`` resumes.
+    ``stream``: read Parquet shards under ``data_root`` with Ray Data instead
+    of loading ``dataset`` into every worker."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if use_gpu is None:
         use_gpu = torch.cuda.is_available()
+    datasets = None
+    if stream:  # Parquet shards under data_root/{train,test}, streamed by Ray Data
+        from reconlab.data.parquet import ray_dataset, split_dir
+
+        datasets = {"train": ray_dataset(split_dir(data_root, "train"))}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": dataclasses.asdict(spec), "operator": op, "dataset": dataset,
-                           "data_root": data_root, "threads": threads, "eval_seed": eval_seed},
+                           "data_root": data_root, "threads": threads, "eval_seed": eval_seed, "stream": stream},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        datasets=datasets,
         run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )

@@ -1,0 +1,83 @@
+"""jobs/xor_decryption.py end to end (real Ray, real MLflow, real AES), and
+its bad-input contract."""
+
+import pytest
+
+from jobutil import run_job, runs_by_kind
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def xor_smoke(tmp_path_factory):
+    d = tmp_path_factory.mktemp("xor")
+    p = run_job("xor_decryption.py", "--smoke-test", "--storage-path", str(d), env={"RECONLAB_XOR_KEY": ""})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return d, p
+
+
+def test_smoke_prints_table_one_with_the_papers_numbers(xor_smoke):
+    _, p = xor_smoke
+    out = p.stdout
+    assert "Table I, reproduced on 'natural'" in out
+    for row in ("| U-Net (CTR) |", "| U-Net (CBC) |", "| mean of train set | 13.9 | 0.40 | 13.9 | 0.40 | 11.8 | 0.16 |",
+                "| decryption with the key (CTR) | +inf | 1.00 |", "| keystream oracle + per-pixel Bayes (CTR) | +inf | 1.00 |"):
+        assert row in out, row
+    assert "noise-free keystream oracle from one known pair is exact: MET" in out
+    assert "mlflow ui --host 127.0.0.1" in out
+
+
+def test_smoke_leaves_one_finished_run_per_trial_with_curve_figure_and_model(xor_smoke):
+    d, _ = xor_smoke
+    c, runs = runs_by_kind(f"sqlite:///{d}/mlflow.db", "reconlab-xor-smoke")
+    (parent,) = runs["sweep"]
+    assert parent.info.status == "FINISHED"
+    assert {"table_i.md", "table_i.csv", "best_ctr_0", "best_cbc_0.01"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert parent.data.params["key_sha256"] and parent.data.params["key_source"] == "seed"
+    trials = runs["trial"]
+    settings = sorted((t.data.params["mode"], float(t.data.params["noise"])) for t in trials)
+    assert settings == [("cbc", 0.0), ("cbc", 0.01), ("ctr", 0.0), ("ctr", 0.01)]  # one per stratum
+    for t in trials:
+        assert t.info.status == "FINISHED" and t.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        steps = [m.step for m in c.get_metric_history(t.info.run_id, "test_psnr")]
+        assert steps == list(range(1, int(t.data.params["epochs"]) + 1)), steps
+        arts = {a.path for a in c.list_artifacts(t.info.run_id)}
+        assert "decryption.png" in arts and "model" in arts
+        assert {a.path for a in c.list_artifacts(t.info.run_id, "model")} == {"model/model.json", "model/state_dict.pt"}
+
+
+def test_no_key_material_anywhere_in_the_store(xor_smoke):
+    """Neither the key (hex or raw bytes) nor the keystream is in MLflow or Ray's storage."""
+    from reconlab.operators.xor_aes import XorAES
+
+    d, _ = xor_smoke
+    op = XorAES.from_seed(0)
+    needles = [op.key, op.key.hex().encode(), op.key.hex().upper().encode(), bytes(op.keystream(32, 32))[:64]]
+    files = [f for f in d.rglob("*") if f.is_file()]
+    assert len(files) > 20
+    for f in files:
+        blob = f.read_bytes()
+        for n in needles:
+            assert n not in blob, f"key material in {f}"
+
+
+BAD = [
+    ("depth too deep for 32x32", "fixed: {depth: 6}\n", {}, "key 'depth' = 6: 32x32 images do not fit"),
+    ("unknown mode", "search:\n  mode: {type: choice, values: [ctr, ecb]}\n", {}, "key 'search.mode.values[1]' = 'ecb'"),
+    ("noise as a range", "search:\n  noise: {type: uniform, low: 0.0, high: 0.1}\n", {}, "key 'search.noise'"),
+    ("grayscale data", "dataset: digits\n", {}, "xor.yaml, key 'dataset' = 'digits (1, 28, 28)': needs RGB images"),
+    ("bad key", "", {"RECONLAB_XOR_KEY": "zz"}, "key 'RECONLAB_XOR_KEY' = '<hidden>': not a hex string"),
+]
+
+
+@pytest.mark.parametrize("case,extra_yaml,env,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_exits_2_before_ray(tmp_path, case, extra_yaml, env, message):
+    space = tmp_path / "xor.yaml"
+    space.write_text("name: x\nmetric: test_psnr\n" + (extra_yaml if "dataset" in extra_yaml else
+                                                        "dataset: natural\n" + extra_yaml))
+    store = tmp_path / "store"
+    p = run_job("xor_decryption.py", "--search-space", str(space), "--storage-path", str(store), env=env, timeout=120)
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (store / "mlflow.db").exists() and not (store / "tune").exists()
