@@ -46,6 +46,17 @@ def estimate_keystream(x: torch.Tensor, cipher: torch.Tensor, noise: float) -> t
     return sse.argmin(1).to(torch.uint8).reshape(h, w, nb)
 
 
+ORACLE_PAIRS = 256  # known plaintext/cipher pairs for the noisy keystream estimate
+
+
+def oracle_keystream(op, x_train: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
+    """The known-plaintext attacker's keystream: from one training pair without
+    noise, from ``ORACLE_PAIRS`` seeded noisy pairs otherwise."""
+    g = torch.Generator().manual_seed(seed * 31 + 5)
+    idx = torch.randperm(len(x_train), generator=g)[:1 if noise == 0 else ORACLE_PAIRS]
+    return estimate_keystream(x_train[idx], op.encrypt(x_train[idx], noise=noise, generator=g), noise)
+
+
 def value_bytes(levels: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """The values an 8-bit image can take (j / (levels-1)) and their 4 float32 bytes."""
     v = torch.arange(levels, dtype=torch.float32) / (levels - 1)
@@ -64,11 +75,46 @@ class BayesDecoder:
         levels = (x_train * 255).round().long().clamp(0, 255)
         counts = torch.stack([torch.bincount(levels[:, ch].flatten(), minlength=256) for ch in range(3)]).double()
         self.log_prior = (counts + smoothing).log() - (counts + smoothing).sum(1, keepdim=True).log()  # (3, 256)
+        # exponent classes of the values: 0 alone, then one class per float32 exponent;
+        # the values are sorted, so each class is a contiguous run, ending at ``class_ends``
+        e = torch.frexp(self.values).exponent
+        cls = (e - e[1:].min() + 1).long()
+        cls[self.values == 0] = 0
+        self.class_ends = torch.cat([torch.nonzero(cls[1:] != cls[:-1]).flatten(), torch.tensor([len(cls) - 1])])
+
+    def to(self, device) -> "BayesDecoder":
+        for k in ("keystream", "values", "bytes", "log_prior", "class_ends"):
+            setattr(self, k, getattr(self, k).to(device))
+        return self
+
+    @property
+    def num_features(self) -> int:
+        """Channels of :meth:`features`: per colour, the MMSE plus per exponent class its log-mass and mean."""
+        return 3 * (1 + 2 * len(self.class_ends))
+
+    def features(self, cipher: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """What the per-pixel oracle knows, as image channels for a network with
+        spatial context: for each colour, the posterior mean and, for each
+        exponent class, log P(class) / 20 and E[v | class]. (N, num_features, H, W)."""
+        outs = []
+        for i in range(0, len(cipher), batch):
+            p = self.log_posterior(cipher[i:i + batch]).exp()  # (n, 3, H, W, 256)
+            mass = _run_sums(p, self.class_ends)  # (n, 3, H, W, K)
+            first = _run_sums(p * self.values, self.class_ends)
+            cond = first / (mass + 1e-6)
+            mmse = first.sum(-1, keepdim=True)
+            f = torch.cat([mmse, mass.clamp_min(1e-9).log().div(20.0), cond], -1)  # (n, 3, H, W, 1 + 2K)
+            outs.append(f.permute(0, 1, 4, 2, 3).reshape(len(f), -1, *f.shape[2:4]))
+        return torch.cat(outs)
 
     def log_posterior(self, cipher: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W, 256) log posterior over values. The Gaussian
         log-likelihood's only value-dependent terms are  (o . p_j) / s^2 and
         -|p_j|^2 / (2 s^2)  for predicted cipher bytes p_j: one batched matmul."""
+        with torch.autocast(cipher.device.type, enabled=False):  # likelihoods ~1e4 apart: never in 16 bits
+            return self._log_posterior(cipher.float())
+
+    def _log_posterior(self, cipher: torch.Tensor) -> torch.Tensor:
         n, _, h, w = cipher.shape
         obs = cipher.permute(2, 3, 0, 1).reshape(h * w, n, 3, 4).transpose(1, 2).reshape(h * w * 3, n, 4)
         ks = self.keystream.reshape(h * w * 3, 1, 4).long()
@@ -86,3 +132,9 @@ class BayesDecoder:
             lp = self.log_posterior(cipher[i:i + batch])
             outs.append(lp.exp() @ self.values if estimate == "mmse" else self.values[lp.argmax(-1)])
         return torch.cat(outs)
+
+
+def _run_sums(t: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """Sums of contiguous runs along the last axis, the runs ending at ``ends``."""
+    c = t.cumsum(-1).index_select(-1, ends)
+    return torch.cat([c[..., :1], c[..., 1:] - c[..., :-1]], -1)

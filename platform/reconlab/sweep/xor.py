@@ -17,7 +17,6 @@ from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "xor.yaml")
-ORACLE_PAIRS = 256  # known plaintext/cipher pairs for the noisy keystream estimate
 
 # Table I of the paper (STL-10, 10,000 test images): (PSNR, SSIM) without noise and with 1 % noise.
 PAPER = {
@@ -141,11 +140,9 @@ def concurrency(spec) -> int:
 
 def baselines(ds, op, modes_noises, seed: int) -> dict:
     """{(mode, noise): {method: {"test_psnr", "test_ssim"}}} on the fixed test cipherimages."""
-    import torch
-
     from reconlab.metrics import psnr, ssim
     from reconlab.operators.xor_aes import XorAES, clamp_finite
-    from reconlab.operators.xor_oracle import BayesDecoder, estimate_keystream
+    from reconlab.operators.xor_oracle import BayesDecoder, oracle_keystream
     from reconlab.training.xor_unet import mean_baseline, test_cipherimages
 
     def score(x):
@@ -158,10 +155,7 @@ def baselines(ds, op, modes_noises, seed: int) -> dict:
         c_test = test_cipherimages(m_op, ds.x_test, noise, seed)
         rows = {"mean of train set": mean, f"decryption with the key ({mode.upper()})": score(clamp_finite(m_op.decrypt(c_test)))}
         if mode == "ctr":  # known plaintext: the keystream from training pairs, then a per-pixel decoder
-            g = torch.Generator().manual_seed(seed * 31 + 5)
-            idx = torch.randperm(len(ds.x_train), generator=g)[:1 if noise == 0 else ORACLE_PAIRS]
-            pairs = m_op.encrypt(ds.x_train[idx], noise=noise, generator=g)
-            ks = estimate_keystream(ds.x_train[idx], pairs, noise)
+            ks = oracle_keystream(m_op, ds.x_train, noise, seed)
             if noise == 0:
                 x = clamp_finite(m_op.decrypt(c_test, keystream=ks))
             else:

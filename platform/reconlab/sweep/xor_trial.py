@@ -25,6 +25,7 @@ class XorTrialConfig:
     batch_size: int = 32
     epochs: int = 10
     max_train_images: int = 0
+    inputs: Literal["cipher", "oracle"] = "cipher"  # oracle: the moonshot, + per-pixel Bayes features
     num_workers: int = 1  # Ray Train workers for this trial's U-Net
     seed: int = 0
 

@@ -39,6 +39,7 @@ class XorTrainSpec:
     epochs: int = 10
     max_train_images: int = 0  # 0: the whole training set
     amp: bool = True  # bfloat16 autocast on GPUs; ignored on the CPU
+    inputs: Literal["cipher", "oracle"] = "cipher"  # oracle: + the per-pixel Bayes features (ours, not the paper's)
     seed: int = 0
     builder: str = "unet"
 
@@ -51,20 +52,31 @@ class XorTrainSpec:
             raise ValueError("width, depth, batch_size and epochs must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)) or self.max_train_images < 0:
             raise ValueError("lr must be positive and max_train_images >= 0")
+        if self.inputs not in ("cipher", "oracle"):
+            raise ValueError(f"unknown inputs {self.inputs!r} (known: cipher, oracle)")
+        if self.inputs == "oracle" and (self.mode != "ctr" or self.noise <= 0):
+            raise ValueError("oracle inputs need mode 'ctr' and noise > 0 (otherwise decryption is exact)")
 
     def model_kwargs(self) -> dict:
-        return {"width": self.width, "depth": self.depth, "batch_norm": self.batch_norm}
+        extra = 3 * (1 + 2 * ORACLE_CLASSES) if self.inputs == "oracle" else 0
+        return {"in_channels": 12 + extra, "width": self.width, "depth": self.depth, "batch_norm": self.batch_norm}
 
     def digest(self, key_fingerprint: str) -> str:
         blob = json.dumps({**dataclasses.asdict(self), "key": key_fingerprint}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-class Cipherimages:
-    """Makes the (noisy) cipherimages of a batch of clean images on ``device``."""
+ORACLE_CLASSES = 10  # exponent classes of 8-bit values in float32: 0, then 2^-8 ... 2^0
 
-    def __init__(self, op: XorAES, x: torch.Tensor, device, noise: float):
+
+class Cipherimages:
+    """Makes the network inputs for a batch of clean images on ``device``: the
+    (noisy) cipherimages, plus the oracle's per-pixel features if a
+    :class:`~reconlab.operators.xor_oracle.BayesDecoder` is given."""
+
+    def __init__(self, op: XorAES, x: torch.Tensor, device, noise: float, decoder=None):
         self.op, self.noise, self.device = op, noise, device
+        self.decoder = decoder.to(device) if decoder is not None else None
         if op.mode == "ctr":
             self.keystream = op.keystream(x.shape[-2], x.shape[-1]).to(device)
         elif len(x) > 1:  # CBC in memory: encrypt once on the CPU (uint8, a quarter of the float size)
@@ -81,7 +93,13 @@ class Cipherimages:
             b = self.op.encrypt_reference(x_dev.cpu()).to(self.device)
         else:
             b = self.cipher_bytes[idx].to(self.device)
-        return bytes_to_image(b, self.noise, generator)
+        return self.inputs(bytes_to_image(b, self.noise, generator))
+
+    @torch.no_grad()
+    def inputs(self, cipher: torch.Tensor) -> torch.Tensor:
+        if self.decoder is None:
+            return cipher
+        return torch.cat([cipher, self.decoder.features(cipher)], 1)
 
 
 @torch.no_grad()
@@ -97,11 +115,11 @@ def test_cipherimages(op: XorAES, x_test: torch.Tensor, noise: float, seed: int)
     return op.encrypt(x_test, noise=noise, generator=g)
 
 
-def evaluate(model, cipher_test: torch.Tensor, x_test: torch.Tensor) -> dict:
+def evaluate(model, inputs_test: torch.Tensor, x_test: torch.Tensor) -> dict:
     from reconlab.metrics import psnr, ssim
 
     dev = next(model.parameters()).device
-    pred = predict(model, cipher_test.to(dev)).cpu()
+    pred = predict(model, inputs_test.to(dev)).cpu()
     return {"test_psnr": psnr(pred, x_test).mean().item(), "test_ssim": ssim(pred, x_test).mean().item()}
 
 
@@ -116,7 +134,7 @@ def mean_baseline(x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
 FIGURE = "decryption.png"
 
 
-def figure_png(op: XorAES, model, cipher: torch.Tensor, truth: torch.Tensor) -> bytes:
+def figure_png(op: XorAES, model, cipher: torch.Tensor, inputs: torch.Tensor, truth: torch.Tensor) -> bytes:
     """Like the paper's Fig. 1/2, one row per image: three of the twelve
     cipherimage channels (the high byte of R, G, B), ground truth, U-Net,
     decryption with the key (rounded to bytes, clamped)."""
@@ -128,7 +146,7 @@ def figure_png(op: XorAES, model, cipher: torch.Tensor, truth: torch.Tensor) -> 
     import matplotlib.pyplot as plt
 
     dev = next(model.parameters()).device
-    unet = predict(model, cipher.to(dev)).cpu()
+    unet = predict(model, inputs.to(dev)).cpu()
     key = clamp_finite(op.decrypt(cipher))
     cols = [("cipher ch. 3", cipher[:, 3:4]), ("cipher ch. 7", cipher[:, 7:8]), ("cipher ch. 11", cipher[:, 11:12]),
             ("ground truth", truth), ("U-Net", unet), ("decryption", key)]
@@ -174,8 +192,9 @@ def train_epoch(model, opt, batches, make, spec: XorTrainSpec, epoch: int, rank:
     total, count = 0.0, 0
     for xb, idx in batches:
         xb = xb.to(device, non_blocking=True)
+        inputs = make(xb, idx, noise_gen)  # in float32: the oracle's likelihoods need it
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            pred = model(make(xb, idx, noise_gen))
+            pred = model(inputs)
         loss = (pred.float() - xb).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,8 +242,16 @@ def train_loop_per_worker(config: dict) -> None:
             start = int(state["epoch"]) + 1
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    make = Cipherimages(op, x, device, spec.noise)
+    decoder = None
+    if spec.inputs == "oracle":  # the known-plaintext attacker's knowledge, from training pairs only
+        from reconlab.operators.xor_oracle import BayesDecoder, oracle_keystream
+
+        if ds is None:
+            raise ValueError("oracle inputs need the training set in memory (known pairs and the prior), not streamed")
+        decoder = BayesDecoder(oracle_keystream(op, x, spec.noise, config.get("eval_seed", 0)), spec.noise, x)
+    make = Cipherimages(op, x, device, spec.noise, decoder)
     c_test = test_cipherimages(op, x_test, spec.noise, config.get("eval_seed", 0))
+    in_test = make.inputs(c_test.to(device)).cpu()
     mean_psnr = None if shard is not None else mean_baseline(x, x_test)["test_psnr"]
     inner = getattr(model, "module", model)
     for epoch in range(start, spec.epochs):
@@ -236,7 +263,7 @@ def train_loop_per_worker(config: dict) -> None:
             raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
         dt = time.perf_counter() - t0
         metrics = {"step": epoch + 1, "epoch": epoch, "train_loss": loss, "epoch_seconds": dt,
-                   "images_per_s": seen * world / dt, **evaluate(inner, c_test, x_test)}
+                   "images_per_s": seen * world / dt, **evaluate(inner, in_test, x_test)}
         if mean_psnr is not None:
             metrics["psnr_gain"] = metrics["test_psnr"] - mean_psnr
         with tempfile.TemporaryDirectory() as tmp:
@@ -245,7 +272,7 @@ def train_loop_per_worker(config: dict) -> None:
                 torch.save({"optimizer": opt.state_dict(), "epoch": epoch}, os.path.join(tmp, "train_state.pt"))
                 if epoch == spec.epochs - 1:
                     with open(os.path.join(tmp, FIGURE), "wb") as f:
-                        f.write(figure_png(op, inner, c_test[:4], x_test[:4]))
+                        f.write(figure_png(op, inner, c_test[:4], in_test[:4], x_test[:4]))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
 
 
