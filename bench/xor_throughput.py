@@ -74,7 +74,7 @@ def ray_train(op, spec, dataset, threads, use_gpu):
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             r = fit_xor_unet(spec, op, dataset=dataset, num_workers=1, use_gpu=use_gpu, storage_path=tmp,
-                             name="bench", callbacks=[Collect()], threads=threads)
+                             name="bench", callbacks=[Collect()], cpus_per_worker=threads)
             wall = time.perf_counter() - t
             assert r.error is None, r.error
     finally:

@@ -52,7 +52,7 @@ def test_no_key_material_anywhere_in_the_store(xor_smoke):
 
     d, _ = xor_smoke
     op = XorAES.from_seed(0)
-    needles = [op.key, op.key.hex().encode(), op.key.hex().upper().encode(), bytes(op.keystream(32, 32))[:64]]
+    needles = [op.key, op.key.hex().encode(), op.key.hex().upper().encode(), op.keystream(32, 32).numpy().tobytes()[:64]]
     files = [f for f in d.rglob("*") if f.is_file()]
     assert len(files) > 20
     for f in files:

@@ -80,3 +80,25 @@ def test_fit_streams_parquet_and_resumes_without_repeating_epochs(tmp_path):
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [m["epoch"] for m in rows] == [0, 1]  # epoch 0 was not repeated
     assert all(m["images_per_s"] > 0 and 0 < m["test_ssim"] < 1 for m in rows)
+
+
+def test_oracle_inputs_carry_the_posterior_features():
+    """The moonshot's inputs: 12 cipher channels + 63 oracle channels whose
+    MMSE channels equal the per-pixel Bayes decoder's output."""
+    from reconlab.operators.xor_oracle import BayesDecoder
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randint(0, 256, (64, 3, 8, 8), generator=g) / 255.0).float()
+    op = XorAES(KEY, IV, "ctr")
+    spec = XorTrainSpec(noise=0.01, inputs="oracle", width=4, depth=2, epochs=1, batch_size=16)
+    dec = BayesDecoder(op.keystream(8, 8), 0.01, x)
+    make = Cipherimages(op, x, "cpu", 0.01, dec)
+    inp = make(x[:16], torch.arange(16), torch.Generator().manual_seed(1))
+    assert inp.shape == (16, spec.model_kwargs()["in_channels"], 8, 8) == (16, 75, 8, 8)
+    mmse = dec.decode(inp[:, :12])
+    assert torch.allclose(inp[:, 12::21], mmse, atol=1e-4)  # channel 0 of each colour's 21
+    m = build("unet", **spec.model_kwargs())
+    loss, n = train_epoch(m, torch.optim.Adam(m.parameters()), memory_batches(x, spec, 0, 0, 1), make, spec, 0, 0, "cpu")
+    assert n == 64 and loss == loss
+    with pytest.raises(ValueError, match="oracle inputs need mode 'ctr' and noise > 0"):
+        XorTrainSpec(inputs="oracle", noise=0.0)

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         from reconlab.sweep.xor_trial import artifacts_of, tune_trainable
 
         shared = {"key": op.key, "iv": op.iv, "dataset": ds.name, "data_root": args.data_root,
-                  "storage_dir": storage_dir, "eval_seed": spec.seed, "threads": None}
+                  "storage_dir": storage_dir, "eval_seed": spec.seed}
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
                          metric_keys=METRICS, max_t=10**6, artifacts=artifacts_of,
                          max_concurrent=concurrency(spec))
@@ -129,13 +129,16 @@ def concurrency(spec) -> int:
 
     from reconlab.sweep.xor_trial import XorTrialConfig
 
-    workers = spec.fixed.get("num_workers", XorTrialConfig.num_workers)
-    if "num_workers" in spec.search:
-        workers = spec.search["num_workers"]["high"] if "high" in spec.search["num_workers"] else max(
-            spec.search["num_workers"]["values"])
+    def most(k):
+        if k in spec.search:
+            p = spec.search[k]
+            return p["high"] if "high" in p else max(p["values"])
+        return spec.fixed.get(k, getattr(XorTrialConfig, k))
+
     res = ray.cluster_resources()
-    per = "GPU" if res.get("GPU", 0) >= 1 else "CPU"
-    return max(1, int(res.get(per, 1) // workers))
+    if res.get("GPU", 0) >= 1:
+        return max(1, int(res["GPU"] // most("num_workers")))
+    return max(1, int(res.get("CPU", 1) // (most("num_workers") * most("cpus_per_worker"))))
 
 
 def baselines(ds, op, modes_noises, seed: int) -> dict:

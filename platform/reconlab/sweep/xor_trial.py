@@ -22,17 +22,19 @@ class XorTrialConfig:
     width: int = 16
     depth: int = 3
     lr: float = 2e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     batch_size: int = 32
     epochs: int = 10
     max_train_images: int = 0
     inputs: Literal["cipher", "oracle"] = "cipher"  # oracle: the moonshot, + per-pixel Bayes features
     num_workers: int = 1  # Ray Train workers for this trial's U-Net
+    cpus_per_worker: int = 1  # CPU cores (and torch threads) per worker
     seed: int = 0
 
     def __post_init__(self):
         self.train_spec()  # raises ValueError on bad values
-        if self.num_workers < 1:
-            raise ValueError("num_workers must be >= 1")
+        if self.num_workers < 1 or self.cpus_per_worker < 1:
+            raise ValueError("num_workers and cpus_per_worker must be >= 1")
 
     def train_spec(self) -> XorTrainSpec:
         keys = {f.name for f in dataclasses.fields(XorTrainSpec)}
@@ -54,7 +56,7 @@ def tune_trainable(config: dict, shared: dict) -> None:
     result = fit_xor_unet(cfg.train_spec(), op, dataset=shared["dataset"], data_root=shared.get("data_root"),
                           num_workers=cfg.num_workers, use_gpu=shared.get("use_gpu"),
                           storage_path=os.path.join(shared["storage_dir"], "train"), name=f"xor-{trial_id}",
-                          callbacks=[TuneReportCallback()], threads=shared.get("threads"),
+                          callbacks=[TuneReportCallback()], cpus_per_worker=cfg.cpus_per_worker,
                           eval_seed=shared.get("eval_seed", 0))
     if result.error is not None:
         raise result.error

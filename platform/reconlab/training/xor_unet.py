@@ -35,6 +35,7 @@ class XorTrainSpec:
     depth: int = 3
     batch_norm: bool = True
     lr: float = 2e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # the paper: constant; cosine decays per epoch
     batch_size: int = 32  # global batch, split over the workers
     epochs: int = 10
     max_train_images: int = 0  # 0: the whole training set
@@ -52,10 +53,17 @@ class XorTrainSpec:
             raise ValueError("width, depth, batch_size and epochs must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)) or self.max_train_images < 0:
             raise ValueError("lr must be positive and max_train_images >= 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r} (known: constant, cosine)")
         if self.inputs not in ("cipher", "oracle"):
             raise ValueError(f"unknown inputs {self.inputs!r} (known: cipher, oracle)")
         if self.inputs == "oracle" and (self.mode != "ctr" or self.noise <= 0):
             raise ValueError("oracle inputs need mode 'ctr' and noise > 0 (otherwise decryption is exact)")
+
+    def lr_at(self, epoch: int) -> float:
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
 
     def model_kwargs(self) -> dict:
         extra = 3 * (1 + 2 * ORACLE_CLASSES) if self.inputs == "oracle" else 0
@@ -186,6 +194,8 @@ def stream_batches(shard, spec: XorTrainSpec, epoch: int, world: int):
 
 def train_epoch(model, opt, batches, make, spec: XorTrainSpec, epoch: int, rank: int, device) -> tuple[float, int]:
     """One epoch over ``batches``; returns (mean loss, images this rank saw)."""
+    for group in opt.param_groups:
+        group["lr"] = spec.lr_at(epoch)
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)
     amp = spec.amp and torch.device(device).type == "cuda"
     model.train()
@@ -278,7 +288,7 @@ def train_loop_per_worker(config: dict) -> None:
 
 def fit_xor_unet(spec: XorTrainSpec, op: XorAES, *, dataset: str = "natural", data_root: str | None = None,
                  num_workers: int = 1, use_gpu: bool | None = None, storage_path: str, name: str,
-                 callbacks: list | None = None, threads: int | None = None, eval_seed: int = 0,
+                 callbacks: list | None = None, cpus_per_worker: int = 1, eval_seed: int = 0,
                  stream: bool = False):
     """Train one U-Net with a ``TorchTrainer``; returns the Ray Train Result.
     Running it again with the same ``name`` and ``storage_path`` resumes.
@@ -297,8 +307,10 @@ def fit_xor_unet(spec: XorTrainSpec, op: XorAES, *, dataset: str = "natural", da
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": dataclasses.asdict(spec), "operator": op, "dataset": dataset,
-                           "data_root": data_root, "threads": threads, "eval_seed": eval_seed, "stream": stream},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+                           "data_root": data_root, "threads": cpus_per_worker, "eval_seed": eval_seed,
+                           "stream": stream},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         datasets=datasets,
         run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
