@@ -41,8 +41,6 @@ def plain_loop(shared, cfgs, device):
 
 
 def sweep(shared, n, steps, *, cpu, gpu, threads, tmp, name, start_ray=True):
-    import ray
-
     from reconlab import tracking
     from reconlab.sweep.inversion_trial import METRICS, tune_trainable
     from reconlab.sweep.runner import init_ray, run_tuner, start_parent

@@ -1,7 +1,6 @@
 """jobs/inversion_sweep.py end to end: a real local Ray runtime and a real
 MLflow SQLite store, as `make run --smoke-test` would use them."""
 
-import os
 
 import pytest
 

@@ -44,11 +44,50 @@ def test_good_spec_binds_and_smoke_overrides(tmp_path):
 
 
 def test_shipped_search_spaces_validate(repo):
+    from reconlab.sweep.xor_trial import METRICS as XOR_METRICS
+    from reconlab.sweep.xor_trial import XorTrialConfig
+
     d = os.path.join(repo, "search_spaces")
-    for f in sorted(os.listdir(d)):
-        if f.startswith("inversion"):
-            for smoke in (False, True):
-                assert load(os.path.join(d, f), smoke=smoke).total_samples() >= 1
+    files = sorted(os.listdir(d))
+    assert {"inversion.yaml", "xor.yaml", "xor_moonshot.yaml"} <= set(files)
+    for f in files:
+        for smoke in (False, True):
+            if f.startswith("inversion"):
+                s = load(os.path.join(d, f), smoke=smoke)
+            else:
+                s = load_spec(os.path.join(d, f), XorTrialConfig, metrics=XOR_METRICS, smoke=smoke)
+            assert s.total_samples() >= 1
+
+
+def test_stratify_over_several_choices_gives_each_combination_its_own_study(tmp_path):
+    """Table I needs one study per (mode, noise): the product of the choices,
+    each suggested num_samples times, with both keys set."""
+    from reconlab.sweep.searcher import make_searcher
+    from reconlab.sweep.xor_trial import METRICS as XOR_METRICS
+    from reconlab.sweep.xor_trial import XorTrialConfig
+
+    p = write(tmp_path, """
+        name: x
+        metric: test_psnr
+        num_samples: 2
+        stratify: [mode, noise]
+        resources_per_trial: {cpu: 0, gpu: 0}
+        search:
+          mode: {type: choice, values: [ctr, cbc]}
+          noise: {type: choice, values: [0.0, 0.01]}
+          lr: {type: loguniform, low: 0.001, high: 0.01}
+        """)
+    s = load_spec(p, XorTrialConfig, metrics=XOR_METRICS)
+    assert s.strata() == [("ctr", 0.0), ("ctr", 0.01), ("cbc", 0.0), ("cbc", 0.01)] and s.total_samples() == 8
+    searcher = make_searcher(s)
+    cfgs = [searcher.suggest(f"t{i}") for i in range(8)]
+    assert sorted((c["mode"], c["noise"]) for c in cfgs) == sorted(s.strata() * 2)
+    assert all(0.001 <= c["lr"] <= 0.01 for c in cfgs) and searcher.suggest("t8") == "FINISHED"
+    bad = p.replace("space", "bad")
+    with open(bad, "w") as f:
+        f.write(open(p).read().replace("stratify: [mode, noise]", "stratify: [mode, lr]"))
+    with pytest.raises(ConfigError, match="key 'stratify' = \\['mode', 'lr'\\]"):
+        load_spec(bad, XorTrialConfig, metrics=XOR_METRICS)
 
 
 BAD = [
@@ -71,6 +110,7 @@ BAD = [
     ("not a mapping", "- a\n- b\n", "top level must be a mapping"),
     ("malformed", "name: [unclosed\n", "malformed YAML at line"),
     ("bad smoke key", GOOD.replace("smoke: {num_samples: 1", "smoke: {samples: 1"), "key 'smoke.samples'"),
+    ("negative resources", GOOD + "resources_per_trial: {cpu: -1}\n", "key 'resources_per_trial'"),
 ]
 
 

@@ -3,9 +3,7 @@ inversion over them with Ray Tune + Optuna, scored by an independent verifier.""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import os
 import time
@@ -28,7 +26,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     # ---- everything that can be wrong with the input is checked before Ray starts
     from reconlab.data import load_dataset
-    from reconlab.sweep.inversion_trial import INVERTIBLE, METRICS, InversionTrialConfig
+    from reconlab.sweep.inversion_trial import METRICS, InversionTrialConfig
     from reconlab.sweep.spec import load_spec
     from reconlab.training.classifier import VARIANTS
 
@@ -41,7 +39,7 @@ def main(argv=None) -> int:
     experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
 
     # ---- Ray, classifiers, sweep
-    from reconlab.sweep.runner import init_ray, markdown_table, print_ui_hint, run_tuner, start_parent
+    from reconlab.sweep.runner import init_ray, print_ui_hint, run_tuner, start_parent
 
     init_ray()
     c = tracking.client(uri)
@@ -141,16 +139,9 @@ def findings(rows) -> list[str]:
 
 
 def finish_parent(c, run_id, rows, best, grid, spec):
-    from reconlab.sweep.runner import markdown_table
+    from reconlab.sweep.runner import log_table
 
-    cols = COLUMNS
-    md = markdown_table(rows, cols) + "\n\n" + "\n".join(f"- {f}" for f in findings(rows)) + "\n"
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    c.log_text(run_id, md, "summary.md")
-    c.log_text(run_id, buf.getvalue(), "summary.csv")
+    log_table(c, run_id, rows, COLUMNS, findings(rows), "summary")
     if best:
         top = max(best.values(), key=lambda r: (1 if spec.mode == "max" else -1) * r.metrics[spec.metric])
         c.log_batch(run_id, params=tracking.params_of({f"best.{k}": v for k, v in top.config.items()}),

@@ -161,6 +161,20 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def log_table(c, run_id: str, rows: list[dict], columns: list[str], notes: list[str], name: str) -> None:
+    """``<name>.md`` (table + bullet notes) and ``<name>.csv`` on a run."""
+    import csv
+    import io
+
+    md = markdown_table(rows, columns) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    c.log_text(run_id, md, f"{name}.md")
+    c.log_text(run_id, buf.getvalue(), f"{name}.csv")
+
+
 def print_ui_hint(uri: str) -> None:
     if uri.startswith("sqlite:"):
         cmd = f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"

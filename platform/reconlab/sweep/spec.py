@@ -130,16 +130,17 @@ def _field_types(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
-def _check_trial_values(cls, values: dict, *, source: str, key: str) -> None:
-    """Every value must be accepted by the trial config (its __post_init__)."""
+def _check_trial_values(cls, values: dict, *, source: str, key: str, base: dict | None = None) -> None:
+    """Every value must be accepted by the trial config (its __post_init__),
+    together with the ``base`` (fixed) values."""
     for name, v in values.items():
         try:
-            cls(**{name: v})
+            cls(**{**(base or {}), name: v})
         except (TypeError, ValueError) as e:
             raise ConfigError(str(e), source=source, key=key, value=v) from None
 
 
-def validate_param(name: str, p: ParamSpec, tp, cls, *, source: str) -> dict:
+def validate_param(name: str, p: ParamSpec, tp, cls, *, source: str, fixed: dict | None = None) -> dict:
     key = f"search.{name}"
     if p.type == "choice":
         if p.low is not None or p.high is not None or p.step is not None:
@@ -150,7 +151,7 @@ def validate_param(name: str, p: ParamSpec, tp, cls, *, source: str) -> dict:
             raise ConfigError("duplicate choice values", source=source, key=f"{key}.values", value=p.values)
         for i, v in enumerate(p.values):
             check_value(tp, v, source=source, key=f"{key}.values[{i}]")
-            _check_trial_values(cls, {name: v}, source=source, key=f"{key}.values[{i}]")
+            _check_trial_values(cls, {name: v}, source=source, key=f"{key}.values[{i}]", base=fixed)
         return {"type": "choice", "values": list(p.values)}
     if p.values is not None:
         raise ConfigError(f"a {p.type} range takes low/high, not values", source=source, key=f"{key}.values",
@@ -162,7 +163,7 @@ def validate_param(name: str, p: ParamSpec, tp, cls, *, source: str) -> dict:
         v = getattr(p, end)
         check_value(int if is_int else float, v, source=source, key=f"{key}.{end}")
         check_value(tp, int(v) if is_int else float(v), source=source, key=f"{key}.{end}")
-        _check_trial_values(cls, {name: v}, source=source, key=f"{key}.{end}")
+        _check_trial_values(cls, {name: v}, source=source, key=f"{key}.{end}", base=fixed)
     if not p.low < p.high:
         raise ConfigError("empty or inverted range (need low < high)", source=source, key=key,
                           value=[p.low, p.high])
@@ -231,7 +232,7 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             raise ConfigError(f"unknown trial parameter (allowed: {', '.join(sorted(types))})", source=path,
                               key=f"fixed.{name}", value=v)
         fixed[name] = check_value(types[name], v, source=path, key=f"fixed.{name}")
-    _check_trial_values(trial_cls, fixed, source=path, key="fixed")
+    _check_trial_values(trial_cls, fixed, source=path, key="fixed", base=fixed)
     search = {}
     for name, p in spec.search.items():
         if name not in types:
@@ -240,7 +241,7 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
         if name in fixed:
             raise ConfigError("both fixed and searched", source=path, key=f"search.{name}", value=p)
         ps = bind(ParamSpec, p, source=path, prefix=f"search.{name}")
-        search[name] = validate_param(name, ps, types[name], trial_cls, source=path)
+        search[name] = validate_param(name, ps, types[name], trial_cls, source=path, fixed=fixed)
     keys = spec.strata_keys()
     if spec.stratify is not None and (not keys or len(set(keys)) != len(keys) or any(
             k not in search or search[k]["type"] != "choice" for k in keys)):

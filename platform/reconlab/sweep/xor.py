@@ -5,9 +5,7 @@ beside ours."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import os
 import time
@@ -246,16 +244,10 @@ def findings(base: dict, best: dict) -> list[str]:
 
 
 def finish_parent(c, run_id, rows, columns, verdicts, best, grid):
-    from reconlab.sweep.runner import markdown_table
+    from reconlab.sweep.runner import log_table
     from reconlab.sweep.xor_trial import FIGURE
 
-    md = markdown_table(rows, columns) + "\n\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    c.log_text(run_id, md, "table_i.md")
-    c.log_text(run_id, buf.getvalue(), "table_i.csv")
+    log_table(c, run_id, rows, columns, verdicts, "table_i")
     from ray.train import Checkpoint
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
