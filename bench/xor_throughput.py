@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from reconlab.models import build  # noqa: E402
-from reconlab.operators.xor_aes import XorAES  # noqa: E402
+from reconlab.operators.xor_aes import XorAES, bytes_to_image  # noqa: E402
 from reconlab.training.xor_unet import Cipherimages, XorTrainSpec, memory_batches, train_epoch  # noqa: E402
 
 
@@ -38,6 +38,7 @@ def cipher_generation(x, op, device):
     n_ref = min(len(x), 1024)
     t = time.perf_counter()
     ref = op.encrypt_reference(x[:n_ref])
+    bytes_to_image(ref)  # the same float cipherimages the torch op returns
     t_ref = time.perf_counter() - t
     assert torch.equal((c[:n_ref].cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1), ref)
     return len(x) / t_torch, n_ref / t_ref
@@ -63,20 +64,25 @@ def ray_train(op, spec, dataset, threads, use_gpu):
 
     from reconlab.training.xor_unet import fit_xor_unet
 
-    rows = []
+    class Collect(UserCallback):  # runs in the Train controller's process: hand over through a file
+        def __init__(self, path):
+            self.path = path
 
-    class Collect(UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
-            rows.append(metrics[0])
+            with open(self.path, "a") as f:
+                f.write(json.dumps(metrics[0]) + "\n")
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "epochs.jsonl")
             t = time.perf_counter()
             r = fit_xor_unet(spec, op, dataset=dataset, num_workers=1, use_gpu=use_gpu, storage_path=tmp,
-                             name="bench", callbacks=[Collect()], cpus_per_worker=threads)
+                             name="bench", callbacks=[Collect(log)], cpus_per_worker=threads)
             wall = time.perf_counter() - t
             assert r.error is None, r.error
+            with open(log) as f:
+                rows = [json.loads(line) for line in f]
     finally:
         ray.shutdown()
     return [m["images_per_s"] for m in rows], wall, sum(m["epoch_seconds"] for m in rows)

@@ -152,7 +152,7 @@ def from_hwc_bytes(b: torch.Tensor) -> torch.Tensor:
 
 def bytes_to_image(b: torch.Tensor, noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """(N, H, W, 12) uint8 -> (N, 12, H, W) float32 in [0, 1], optionally noisy."""
-    c = b.permute(0, 3, 1, 2).float() / 255.0
+    c = b.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     if noise > 0:
         dev = generator.device if generator is not None else c.device
         c = c + noise * torch.randn(c.shape, generator=generator, device=dev).to(c.device)
