@@ -48,5 +48,7 @@ def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
 def main(argv: list[str] | None = None) -> int:
     """``reconlab`` console script: lists the jobs."""
-    print("reconlab jobs: python jobs/inversion_sweep.py [--smoke-test] ... (see README)")
+    print("reconlab jobs (see README):\n"
+          "  python jobs/inversion_sweep.py [--smoke-test] ...   network inversion of classifiers (the main job)\n"
+          "  python jobs/xor_decryption.py [--smoke-test] ...    XOR decryption with a U-Net (Table I)")
     return 0
