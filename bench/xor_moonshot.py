@@ -25,7 +25,7 @@ from reconlab.models import build  # noqa: E402
 from reconlab.operators.xor_aes import XorAES  # noqa: E402
 from reconlab.operators.xor_oracle import BayesDecoder, oracle_keystream  # noqa: E402
 from reconlab.training.xor_unet import (Cipherimages, XorTrainSpec, evaluate, memory_batches,  # noqa: E402
-                                        test_cipherimages, train_epoch)
+                                        eval_cipherimages, train_epoch)
 
 
 def load(npz):
@@ -69,7 +69,7 @@ def main():
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     op = XorAES.from_seed(0, "ctr")
-    c_test = test_cipherimages(op, x_test, a.noise, 0)
+    c_test = eval_cipherimages(op, x_test, a.noise, 0)
     decoder = BayesDecoder(oracle_keystream(op, x, a.noise, 0), a.noise, x)
     mean = x.mean(0, keepdim=True).expand_as(x_test)
     bayes = decoder.decode(c_test)

@@ -144,7 +144,7 @@ def baselines(ds, op, modes_noises, seed: int) -> dict:
     from reconlab.metrics import psnr, ssim
     from reconlab.operators.xor_aes import XorAES, clamp_finite
     from reconlab.operators.xor_oracle import BayesDecoder, oracle_keystream
-    from reconlab.training.xor_unet import mean_baseline, test_cipherimages
+    from reconlab.training.xor_unet import eval_cipherimages, mean_baseline
 
     def score(x):
         return {"test_psnr": psnr(x, ds.x_test).mean().item(), "test_ssim": ssim(x, ds.x_test).mean().item()}
@@ -153,7 +153,7 @@ def baselines(ds, op, modes_noises, seed: int) -> dict:
     mean = mean_baseline(ds.x_train, ds.x_test)
     for mode, noise in modes_noises:
         m_op = XorAES(op.key, op.iv, mode)
-        c_test = test_cipherimages(m_op, ds.x_test, noise, seed)
+        c_test = eval_cipherimages(m_op, ds.x_test, noise, seed)
         rows = {"mean of train set": mean, f"decryption with the key ({mode.upper()})": score(clamp_finite(m_op.decrypt(c_test)))}
         if mode == "ctr":  # known plaintext: the keystream from training pairs, then a per-pixel decoder
             ks = oracle_keystream(m_op, ds.x_train, noise, seed)

@@ -82,12 +82,12 @@ class Cipherimages:
     (noisy) cipherimages, plus the oracle's per-pixel features if a
     :class:`~reconlab.operators.xor_oracle.BayesDecoder` is given."""
 
-    def __init__(self, op: XorAES, x: torch.Tensor, device, noise: float, decoder=None):
+    def __init__(self, op: XorAES, x: torch.Tensor, device, noise: float, decoder=None, streamed: bool = False):
         self.op, self.noise, self.device = op, noise, device
         self.decoder = decoder.to(device) if decoder is not None else None
         if op.mode == "ctr":
             self.keystream = op.keystream(x.shape[-2], x.shape[-1]).to(device)
-        elif len(x) > 1:  # CBC in memory: encrypt once on the CPU (uint8, a quarter of the float size)
+        elif not streamed:  # CBC in memory: encrypt once on the CPU (uint8, a quarter of the float size)
             self.cipher_bytes = op.encrypt_reference(x)
 
     def __call__(self, x_dev: torch.Tensor, idx: torch.Tensor | None, generator: torch.Generator | None):
@@ -117,7 +117,7 @@ def predict(model, cipher: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     return torch.cat(out)
 
 
-def test_cipherimages(op: XorAES, x_test: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
+def eval_cipherimages(op: XorAES, x_test: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
     """The fixed, seeded test inputs every model and baseline is scored on."""
     g = torch.Generator().manual_seed(seed * 7919 + 17)
     return op.encrypt(x_test, noise=noise, generator=g)
@@ -259,8 +259,8 @@ def train_loop_per_worker(config: dict) -> None:
         if ds is None:
             raise ValueError("oracle inputs need the training set in memory (known pairs and the prior), not streamed")
         decoder = BayesDecoder(oracle_keystream(op, x, spec.noise, config.get("eval_seed", 0)), spec.noise, x)
-    make = Cipherimages(op, x, device, spec.noise, decoder)
-    c_test = test_cipherimages(op, x_test, spec.noise, config.get("eval_seed", 0))
+    make = Cipherimages(op, x, device, spec.noise, decoder, streamed=shard is not None)
+    c_test = eval_cipherimages(op, x_test, spec.noise, config.get("eval_seed", 0))
     in_test = make.inputs(c_test.to(device)).cpu()
     mean_psnr = None if shard is not None else mean_baseline(x, x_test)["test_psnr"]
     inner = getattr(model, "module", model)
