@@ -101,7 +101,8 @@ def main(argv=None) -> int:
                          metric_keys=METRICS, max_t=10**6, artifacts=artifacts_of,
                          max_concurrent=concurrency(spec))
         best = best_per_setting(grid, spec, modes_noises)
-        rows, columns = table_one(base, best, sorted({n for _, n in modes_noises}))
+        oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
+        rows, columns = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)
         verdicts = findings(base, best)
         finish_parent(c, sweep.run_id, rows, columns, verdicts, best, grid)
     except BaseException as e:
@@ -166,13 +167,14 @@ def baselines(ds, op, modes_noises, seed: int) -> dict:
     return out
 
 
-def best_per_setting(grid, spec, modes_noises) -> dict:
-    """{(mode, noise): best Result by the sweep metric}."""
+def best_per_setting(grid, spec, modes_noises, inputs: str = "cipher") -> dict:
+    """{(mode, noise): best Result by the sweep metric} among trials with these ``inputs``."""
     sign = 1 if spec.mode == "max" else -1
     best = {}
     for mode, noise in modes_noises:
         cands = [r for r in grid if r.error is None and r.metrics and r.config.get("mode", "ctr") == mode
-                 and float(r.config.get("noise", 0.0)) == noise and isinstance(r.metrics.get(spec.metric), float)]
+                 and float(r.config.get("noise", 0.0)) == noise and r.config.get("inputs", "cipher") == inputs
+                 and isinstance(r.metrics.get(spec.metric), float)]
         if cands:
             best[(mode, noise)] = max(cands, key=lambda r: sign * r.metrics[spec.metric])
     return best
@@ -184,11 +186,12 @@ def _fmt_db(v) -> str:
     return ("+inf" if v > 0 else "-inf") if math.isinf(v) else f"{v:.1f}"
 
 
-def table_one(base: dict, best: dict, noises: list[float]):
+def table_one(base: dict, best: dict, noises: list[float], oracle: dict | None = None):
     """Rows of Table I: ours for every noise level, the paper's beside."""
     methods: dict[str, dict[float, tuple]] = {}
-    for (mode, noise), r in best.items():
-        methods.setdefault(f"U-Net ({mode.upper()})", {})[noise] = (r.metrics["test_psnr"], r.metrics["test_ssim"])
+    for label, results in (("U-Net ({})", best), ("U-Net + oracle features ({}, ours)", oracle or {})):
+        for (mode, noise), r in results.items():
+            methods.setdefault(label.format(mode.upper()), {})[noise] = (r.metrics["test_psnr"], r.metrics["test_ssim"])
     for (mode, noise), rows in base.items():
         for name, m in rows.items():
             methods.setdefault(name, {})[noise] = (m["test_psnr"], m["test_ssim"])
