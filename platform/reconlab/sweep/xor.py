@@ -248,20 +248,14 @@ def findings(base: dict, best: dict) -> list[str]:
 
 def finish_parent(c, run_id, rows, columns, verdicts, best, grid):
     from reconlab.sweep.runner import log_table
-    from reconlab.sweep.xor_trial import FIGURE
+    from reconlab.sweep.xor_trial import FIGURE, checkpoint_files
 
     log_table(c, run_id, rows, columns, verdicts, "table_i")
-    from ray.train import Checkpoint
-    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
-
     for (mode, noise), r in best.items():
         c.log_batch(run_id, metrics=tracking.metrics_of({f"best_test_psnr.{mode}.{noise:g}": r.metrics["test_psnr"]}, 0),
                     params=tracking.params_of({f"best.{mode}.{noise:g}.{k}": v for k, v in r.config.items()}))
-        path = r.metrics.get(CHECKPOINT_PATH_KEY)
-        if path:
-            with Checkpoint(path).as_directory() as d:
-                f = os.path.join(d, FIGURE)
-                if os.path.exists(f):
-                    c.log_artifact(run_id, f, f"best_{mode}_{noise:g}")
+        figure = checkpoint_files(r.metrics).get(FIGURE)
+        if figure:
+            tracking.log_bytes(c, run_id, figure, f"best_{mode}_{noise:g}/{FIGURE}")
     c.log_batch(run_id, metrics=tracking.metrics_of({"trials": len(grid), "trials_failed": len(grid.errors)}, 0))
     c.set_terminated(run_id, "FINISHED")

@@ -62,13 +62,13 @@ def tune_trainable(config: dict, shared: dict) -> None:
         raise result.error
 
 
-def artifacts_of(trial) -> dict[str, bytes]:
-    """The figure and the model files from the Train checkpoint the trial
-    reported last (``TuneReportCallback`` passes its path)."""
+def checkpoint_files(last_metrics: dict | None) -> dict[str, bytes]:
+    """The figure and the model files from the Train checkpoint a trial
+    reported last (``TuneReportCallback`` puts its path in the metrics)."""
     from ray.train import Checkpoint
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
-    path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
+    path = (last_metrics or {}).get(CHECKPOINT_PATH_KEY)
     if not path:
         return {}
     out = {}
@@ -80,3 +80,8 @@ def artifacts_of(trial) -> dict[str, bytes]:
                 with open(f, "rb") as fh:
                     out[dest] = fh.read()
     return out
+
+
+def artifacts_of(trial) -> dict[str, bytes]:
+    """The trial callback's hook: what a finished trial logs to its MLflow run."""
+    return checkpoint_files(trial.last_result)

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from reconlab.operators.xor_aes import XorAES, clamp_finite
+from reconlab.operators.xor_aes import XorAES, bytes_to_image, clamp_finite, to_hwc_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +93,6 @@ class Cipherimages:
     def __call__(self, x_dev: torch.Tensor, idx: torch.Tensor | None, generator: torch.Generator | None):
         """``idx`` indexes the images given at construction; None (streamed
         batches) encrypts ``x_dev`` itself (CBC: with `cryptography` on the CPU)."""
-        from reconlab.operators.xor_aes import bytes_to_image, to_hwc_bytes
-
         if self.op.mode == "ctr":
             b = to_hwc_bytes(x_dev) ^ self.keystream
         elif idx is None:
