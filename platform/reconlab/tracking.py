@@ -6,26 +6,22 @@ trial run has ``mlflow.parentRunId`` and ``reconlab.trial_id``; training runs
 have ``reconlab.family``. Trial runs are looked up by trial id before one is
 created, so a retried or resumed trial continues its run instead of adding one.
 
-All writes from the Tune driver go through one background thread, so the
-tracking store never stalls the trial scheduler.
+Sweeps write their trial runs through ``reconlab.spool`` (a write-ahead file
+and one delivery thread), so the tracking store never stalls the trial
+scheduler and an outage or a killed driver loses nothing.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import os
-import queue
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from reconlab.errors import InputError
-
-log = logging.getLogger(__name__)
 
 TAG_SWEEP = "reconlab.sweep"
 TAG_TRIAL = "reconlab.trial_id"
@@ -110,7 +106,14 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
 
 
 def client(uri: str):
+    """An MlflowClient. Against a server, a failing call gives up after a few
+    seconds (not MLflow's default of minutes): the sweep's spool does the
+    waiting, and reports the outage."""
     import mlflow
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
@@ -191,37 +194,6 @@ def log_bytes(c, run_id: str, data: bytes, artifact_file: str) -> None:
         c.log_artifact(run_id, path, artifact_path=sub)
 
 
-# --------------------------------------------------------------------------- writer
-
-
-class BackgroundWriter:
-    """Runs tracking calls in order on one daemon thread. Errors are logged,
-    never raised into the sweep; ``flush()`` waits for everything queued."""
-
-    def __init__(self):
-        self._q: queue.Queue = queue.Queue()
-        self.errors: list[str] = []
-        self._t = threading.Thread(target=self._run, name="reconlab-tracking", daemon=True)
-        self._t.start()
-
-    def submit(self, fn: Callable, *args, **kwargs) -> None:
-        self._q.put((fn, args, kwargs))
-
-    def _run(self):
-        while True:
-            fn, args, kwargs = self._q.get()
-            try:
-                fn(*args, **kwargs)
-            except Exception as e:  # keep the sweep going; report at flush
-                self.errors.append(f"{getattr(fn, '__name__', fn)}: {e}")
-                log.warning("tracking call failed: %s", e)
-            finally:
-                self._q.task_done()
-
-    def flush(self) -> None:
-        self._q.join()
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -248,90 +220,81 @@ def train_report_callback(uri: str, run_id: str, step_key: str = "epoch"):
 
 # --------------------------------------------------------------------------- sweeps
 
+_SPOOLS: dict[str, Any] = {}  # spool path -> the driver's open Spool
 
-def trial_callback(uri: str, exp_id: str, parent_run_id: str, metric_keys: Iterable[str],
-                   artifacts: Callable[[Any], dict[str, bytes]] | None = None):
+
+def register_spool(spool) -> None:
+    _SPOOLS[spool.path] = spool
+
+
+def spool_at(path: str):
+    """The open spool registered under ``path`` (a function, so that pickled
+    callbacks refer to this module instead of carrying the registry)."""
+    return _SPOOLS[path]
+
+
+def trial_callback(spool_path: str, metric_keys: Iterable[str]):
     """A Ray Tune callback: one MLflow child run per trial, every reported
-    step, final artifacts. ``artifacts(trial)`` returns {file name: bytes} at
-    trial end (e.g. the image grid rendered from the trial's checkpoint)."""
+    step, a final status (and artifacts), all through the sweep's write-ahead
+    spool (``reconlab.spool``). It holds only the spool's path: Tune pickles
+    its callbacks into the experiment and unpickles them on restore, and the
+    open spool is looked up in this process."""
     from ray.tune import Callback
 
     keys = frozenset(metric_keys)
 
     class MlflowTrials(Callback):
-        def __init__(self):
-            self._client = None
-            self._writer = None
-            self.run_ids: dict[str, str] = {}
-
-        def __getstate__(self):  # the Tuner pickles its callbacks; threads stay behind
-            return {"_client": None, "_writer": None, "run_ids": {}}
-
         @property
-        def client(self):
-            if self._client is None:
-                self._client = client(uri)
-            return self._client
-
-        @property
-        def writer(self):
-            if self._writer is None:
-                self._writer = BackgroundWriter()
-            return self._writer
-
-        # Runs are created on the writer thread: the order of the queue keeps
-        # create -> log -> terminate for each trial.
-        def _ensure_run(self, trial):
-            tid = trial.trial_id
-            if tid in self.run_ids:
-                return self.run_ids[tid]
-            existing = find_runs(self.client, exp_id, {TAG_TRIAL: tid, TAG_PARENT: parent_run_id}, max_results=1)
-            if existing:
-                run_id = existing[0].info.run_id
-                self.client.update_run(run_id, status="RUNNING")
-            else:
-                run = self.client.create_run(exp_id, run_name=str(trial), tags={
-                    TAG_PARENT: parent_run_id, TAG_TRIAL: tid, "reconlab.trainable": trial.trainable_name})
-                run_id = run.info.run_id
-                self.client.log_batch(run_id, params=params_of(trial.config))
-            self.run_ids[tid] = run_id
-            return run_id
-
-        def _log(self, trial, result):
-            run_id = self._ensure_run(trial)
-            step = int(result.get("step", result.get("training_iteration", 0)))
-            self.client.log_batch(run_id, metrics=metrics_of(result, step, keys))
-
-        def _finish(self, trial, status: str, reason: str | None):
-            run_id = self._ensure_run(trial)
-            if artifacts is not None and status == "FINISHED":
-                for name, data in artifacts(trial).items():
-                    log_bytes(self.client, run_id, data, name)
-            if reason:
-                self.client.set_tag(run_id, "reconlab.error", reason[:4000])
-            self.client.set_terminated(run_id, status=status)
+        def spool(self):
+            return spool_at(spool_path)
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.writer.submit(self._ensure_run, trial)
+            self.spool.start(trial.trial_id, str(trial), trial.config, trial.trainable_name)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.writer.submit(self._log, trial, dict(result))
+            step = int(result.get("step", result.get("training_iteration", 0)))
+            self.spool.metrics(trial.trial_id, step, {k: v for k, v in result.items() if k in keys})
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.writer.submit(self._finish, trial, "FINISHED", None)
+            status, reason = trial_outcome(trial.last_result, None)
+            self.spool.end(trial.trial_id, status, reason, trial_ref(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            reason = None
-            if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
-                with open(trial.error_file) as f:
-                    lines = f.read().strip().splitlines()
-                    reason = lines[-1] if lines else None
-            self.writer.submit(self._finish, trial, "FAILED", reason or "trial raised an error")
-
-        def on_experiment_end(self, trials, **info):
-            self.writer.flush()
+            self.spool.end(trial.trial_id, "FAILED", error_line(trial) or "trial raised an error", trial_ref(trial))
 
     return MlflowTrials()
+
+
+DIVERGED = "diverged"  # a result key: the trial's loss went NaN/inf; its reason is under "diverged_reason"
+
+
+def trial_outcome(last_result: dict | None, error: str | None) -> tuple[str, str | None]:
+    """(MLflow status, reason) of an ended trial."""
+    if error:
+        return "FAILED", error
+    r = last_result or {}
+    if r.get(DIVERGED):
+        return "FAILED", f"diverged: {r.get('diverged_reason') or 'loss is not finite'}"
+    return "FINISHED", None
+
+
+def error_line(trial) -> str | None:
+    path = getattr(trial, "error_file", None)
+    if path and os.path.exists(path):
+        with open(path) as f:
+            lines = f.read().strip().splitlines()
+            return lines[-1] if lines else None
+    return None
+
+
+def trial_ref(trial) -> dict:
+    """What a spooled ``end`` line needs to render a trial's artifacts later:
+    its config, last result (scalars) and checkpoint path."""
+    from reconlab.spool import describe
+
+    cp = trial.checkpoint
+    return {"config": describe(trial.config), "last_result": describe(trial.last_result),
+            "checkpoint": cp.path if cp is not None else None}
 
 
 def announce(msg: str) -> None:

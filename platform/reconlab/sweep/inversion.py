@@ -72,16 +72,16 @@ def main(argv=None) -> int:
                  else spec.fixed.get("steps", InversionTrialConfig.steps))
     every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
 
-    def artifacts(trial):
-        cp = trial.checkpoint
-        if cp is None:
+    def artifacts(ref):
+        if not ref.get("checkpoint"):
             return {}
-        with cp.as_directory() as d:
-            return grids_from_checkpoint(d, trial.config.get("restarts", InversionTrialConfig.restarts))
+        with tune.Checkpoint(ref["checkpoint"]).as_directory() as d:
+            return grids_from_checkpoint(d, ref["config"].get("restarts", InversionTrialConfig.restarts))
 
     try:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts)
+                         metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts,
+                         max_failures=args.max_failures)
         rows, best = summarize(grid, spec, variants)
         finish_parent(c, sweep.run_id, rows, best, grid, spec)
     except BaseException as e:

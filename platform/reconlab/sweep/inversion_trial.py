@@ -114,7 +114,10 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     def on_step(step, x, loss, opt):
         nonlocal last
         if not torch.isfinite(loss).all():
-            raise FloatingPointError(f"inversion objective is not finite at step {step}")
+            last = diverged(step)
+            if report is not None:
+                report(last, None)
+            raise _Diverged
         last = {"step": step, **evaluate(x, batch, model, verifier, class_means, loss)}
         if report is None:
             return
@@ -127,10 +130,27 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
             report(last, tmp)
 
     if start < cfg.steps:
-        invert(model, batch.target, x0, steps=cfg.steps, lr=cfg.lr, optimizer=cfg.optimizer, tv_weight=cfg.tv_weight,
-               l2_weight=cfg.l2_weight, bn_weight=cfg.bn_weight, start_step=start, opt_state=opt_state,
-               callback=on_step, callback_every=cfg.report_every)
+        try:
+            invert(model, batch.target, x0, steps=cfg.steps, lr=cfg.lr, optimizer=cfg.optimizer,
+                   tv_weight=cfg.tv_weight, l2_weight=cfg.l2_weight, bn_weight=cfg.bn_weight, start_step=start,
+                   opt_state=opt_state, callback=on_step, callback_every=cfg.report_every)
+        except _Diverged:
+            pass
     return last
+
+
+class _Diverged(Exception):
+    """The inversion objective went NaN/inf: the trial ends (as FAILED in MLflow)."""
+
+
+def diverged(step: int) -> dict:
+    """The last report of a diverged trial: the worst score on every metric,
+    so the searcher learns to avoid the region instead of retrying it."""
+    from reconlab.tracking import DIVERGED
+
+    return {"step": step, **{k: 0.0 for k in METRICS if k not in ("ssim_class_mean", "objective")},
+            "ssim_class_mean": -1.0, DIVERGED: 1.0,
+            "diverged_reason": f"inversion objective is not finite at step {step}"}
 
 
 def tune_trainable(config: dict, shared: dict) -> None:

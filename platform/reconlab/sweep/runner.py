@@ -25,6 +25,8 @@ def prepare(args, spec):
         spec = dataclasses.replace(spec, num_samples=args.num_samples)
     if getattr(args, "num_workers", None) is not None and args.num_workers < 1:
         raise InputError("must be >= 1", key="--num-workers", value=args.num_workers)
+    if getattr(args, "max_failures", 0) < 0:
+        raise InputError("must be >= 0", key="--max-failures", value=args.max_failures)
     storage_dir = tracking.results_dir(args.storage_path)
     tracking.check_storage_dir(storage_dir)
     uri = tracking.resolve_tracking_uri(args.tracking_uri, storage_dir)
@@ -102,22 +104,35 @@ def start_parent(c, exp_id: str, spec, *, storage_dir: str, resume: bool, extra_
 
 
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
-              artifacts: Callable | None = None, verbose: int = 1, max_concurrent: int | None = None):
-    """Fit (or restore and finish) the Tune experiment; returns the ResultGrid."""
+              artifacts: Callable | None = None, verbose: int = 1, max_concurrent: int | None = None,
+              max_failures: int = 3, flush_timeout_s: float = 600):
+    """Fit (or restore and finish) the Tune experiment; returns the ResultGrid.
+
+    Trial runs go to MLflow through the sweep's spool (``reconlab.spool``);
+    the Optuna studies live in ``optuna.db`` beside the experiment; a trial
+    that raises is retried from its last checkpoint up to ``max_failures``
+    times. ``artifacts(ref)`` renders a finished trial's files from its
+    ``tracking.trial_ref``."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from reconlab.spool import SPOOL_FILE, Spool
     from reconlab.sweep.searcher import make_searcher
 
+    # save the experiment state every few seconds, so a killed driver redoes little
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     res = spec.resources_per_trial
     resources = {"cpu": res.cpu, "gpu": res.gpu}
     if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
         resources["memory"] = 1 << 20
     trainable = tune.with_resources(trainable, resources)
-    callback = tracking.trial_callback(uri, sweep.exp_id, sweep.run_id, metric_keys, artifacts)
+    os.makedirs(sweep.tune_dir, exist_ok=True)
+    spool = Spool(os.path.join(sweep.tune_dir, SPOOL_FILE), uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts)
+    tracking.register_spool(spool)
     storage, name = os.path.split(sweep.tune_dir)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, callbacks=[callback], verbose=verbose,
+        name=name, storage_path=storage, callbacks=[tracking.trial_callback(spool.path, metric_keys)],
+        verbose=verbose, failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         progress_reporter=tune.CLIReporter(metric_columns=[spec.metric, "step"], max_report_frequency=30,
                                            parameter_columns=list(spec.search)[:4]),
@@ -135,7 +150,8 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
             trainable,
             param_space={"seed": spec.seed, **spec.fixed},  # every trial logs its seed
             tune_config=tune.TuneConfig(
-                metric=spec.metric, mode=spec.mode, search_alg=make_searcher(spec), scheduler=scheduler,
+                metric=spec.metric, mode=spec.mode, scheduler=scheduler,
+                search_alg=make_searcher(spec, os.path.join(sweep.tune_dir, "optuna.db")),
                 num_samples=spec.total_samples(),
                 max_concurrent_trials=max_concurrent or trial_concurrency(res.cpu, res.gpu),
                 reuse_actors=True,
@@ -143,9 +159,28 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
             run_config=run_config,
         )
     try:
-        return tuner.fit()
+        grid = tuner.fit()
+        if not spool.flush(flush_timeout_s):
+            tracking.announce(f"tracking store still unreachable: {spool.pending()} writes wait in {spool.path}; "
+                              f"deliver them with `reconlab sync {sweep.tune_dir}`")
+        else:
+            counts = spool.reconcile(outcomes(grid))
+            if counts["orphans"]:
+                tracking.announce(f"closed {counts['orphans']} trial run(s) orphaned by a killed driver")
+        return grid
     finally:
-        callback.writer.flush()
+        spool.close()
+
+
+def outcomes(grid) -> dict[str, tuple[str, str | None]]:
+    """trial id -> (MLflow status, reason) for every trial of the experiment
+    (the ResultGrid's ``Trial`` objects: a trial that never reported has no id
+    in its metrics)."""
+    out = {}
+    for t in grid._experiment_analysis.trials:
+        err = (tracking.error_line(t) or "trial raised an error") if t.status == "ERROR" else None
+        out[t.trial_id] = tracking.trial_outcome(t.last_result, err)
+    return out
 
 
 def finite(v) -> bool:

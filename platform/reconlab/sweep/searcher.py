@@ -5,6 +5,13 @@ budget and its own search: TPE over a shared categorical would spend most
 trials on whichever variant looks best early. ``StratifiedSearch`` runs one
 seeded ``OptunaSearch`` per value of the stratifying parameter and hands out
 trials round-robin, so every variant gets ``num_samples`` trials.
+
+Given a ``storage`` file, each study lives in SQLite next to the Tune
+experiment (``DurableOptunaSearch``): a driver killed between two saves of
+Tune's searcher state loses no told result, and a trial the restored
+searcher does not know (asked after the last save, finished after the
+restore) is added to its study instead of being dropped, as Ray's
+``OptunaSearch`` does.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import pickle
 
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 
 def optuna_distribution(p: dict):
@@ -28,14 +36,95 @@ def optuna_distribution(p: dict):
     raise ValueError(t)
 
 
-def optuna_search(space: dict, metric: str, mode: str, seed: int):
+TRIAL_ATTR = "ray_trial_id"  # user attribute linking an Optuna trial to its Tune trial
+
+
+class DurableOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that never drops a completed trial's result. With
+    ``storage_url`` its study lives in that database: its pickled state (for
+    Tune's experiment) holds the study's name and trial numbers, not the
+    study, and is reloaded from the database."""
+
+    def __init__(self, *args, storage_url: str | None = None, **kwargs):
+        import optuna
+
+        self._storage_url = storage_url
+        db = optuna.storages.RDBStorage(storage_url) if storage_url else None
+        super().__init__(*args, storage=db, **kwargs)
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        if self._storage_url:
+            d.update(_ot_study=None, _storage=None,
+                     _ot_trials={tid: t._trial_id for tid, t in self._ot_trials.items()})
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        if self._storage_url and self._space:
+            import optuna
+
+            self._storage = optuna.storages.RDBStorage(self._storage_url)
+            self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                               sampler=self._sampler)
+            self._ot_trials = {tid: optuna.Trial(self._ot_study, n) for tid, n in d["_ot_trials"].items()}
+
+    def save(self, checkpoint_path: str):
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str):
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
+
+    def suggest(self, trial_id: str):
+        cfg = super().suggest(trial_id)
+        if self._storage is not None and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(TRIAL_ATTR, trial_id)
+        return cfg
+
+    def _known(self, trial_id: str) -> bool:
+        """Whether this searcher can tell the trial's result; recovers the
+        Optuna trial from storage when the restored state predates it."""
+        if trial_id in self._ot_trials:
+            return True
+        if self._storage is None:
+            return False
+        import optuna
+
+        for t in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get(TRIAL_ATTR) == trial_id:
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, t._trial_id)
+                return True
+        return False
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._known(trial_id):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            return
+        if self._known(trial_id):
+            return super().on_trial_complete(trial_id, result=result, error=error)
+        config = (result or {}).get("config") or {}
+        value = (result or {}).get(self.metric)
+        params = {k: config[k] for k in self._space if k in config}
+        if len(params) == len(self._space) and isinstance(value, (int, float)):
+            self.add_evaluated_point(params, value)
+        self._completed_trials.add(trial_id)
+
+
+def optuna_search(space: dict, metric: str, mode: str, seed: int, storage: str | None = None,
+                  study_name: str | None = None):
+    """A seeded TPE ``DurableOptunaSearch``; ``storage``: an SQLite file for the study."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, max(2, len(space) // 2)))
-    return OptunaSearch(space={k: optuna_distribution(v) for k, v in space.items()}, metric=metric, mode=mode,
-                        sampler=sampler)
+    return DurableOptunaSearch(space={k: optuna_distribution(v) for k, v in space.items()}, metric=metric,
+                               mode=mode, sampler=sampler, study_name=study_name,
+                               storage_url=f"sqlite:///{storage}" if storage else None)
 
 
 class StratifiedSearch(Searcher):
@@ -43,14 +132,15 @@ class StratifiedSearch(Searcher):
     several keys); suggestions alternate between them."""
 
     def __init__(self, key: str | list[str], values: list, space: dict, metric: str, mode: str, seed: int,
-                 per_stratum: int):
+                 per_stratum: int, storage: str | None = None):
         super().__init__(metric=metric, mode=mode)
         self.single = isinstance(key, str)
         self.keys = [key] if self.single else list(key)
         self.values = [v if self.single else tuple(v) for v in values]
         self.per_stratum = per_stratum
         rest = {k: v for k, v in space.items() if k not in self.keys}
-        self.inner = {v: optuna_search(rest, metric, mode, seed + i) for i, v in enumerate(self.values)}
+        self.inner = {v: optuna_search(rest, metric, mode, seed + i, storage, f"stratum-{i}")
+                      for i, v in enumerate(self.values)}
         self.count = {v: 0 for v in self.values}
         self.owner: dict[str, object] = {}
 
@@ -87,9 +177,9 @@ class StratifiedSearch(Searcher):
             self.__dict__.update(pickle.load(f))
 
 
-def make_searcher(spec):
-    """The searcher for a validated ``SweepSpec``."""
+def make_searcher(spec, storage: str | None = None):
+    """The searcher for a validated ``SweepSpec``; ``storage``: SQLite file for its studies."""
     if spec.stratify:
         return StratifiedSearch(spec.stratify, spec.strata(), spec.search, spec.metric, spec.mode, spec.seed,
-                                spec.num_samples)
-    return optuna_search(spec.search, spec.metric, spec.mode, spec.seed)
+                                spec.num_samples, storage)
+    return optuna_search(spec.search, spec.metric, spec.mode, spec.seed, storage, "sweep")

@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                   "storage_dir": storage_dir, "eval_seed": spec.seed}
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
                          metric_keys=METRICS, max_t=10**6, artifacts=artifacts_of,
-                         max_concurrent=concurrency(spec))
+                         max_concurrent=concurrency(spec), max_failures=args.max_failures)
         best = best_per_setting(grid, spec, modes_noises)
         oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
         rows, columns = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)

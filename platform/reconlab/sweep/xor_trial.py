@@ -82,6 +82,7 @@ def checkpoint_files(last_metrics: dict | None) -> dict[str, bytes]:
     return out
 
 
-def artifacts_of(trial) -> dict[str, bytes]:
-    """The trial callback's hook: what a finished trial logs to its MLflow run."""
-    return checkpoint_files(trial.last_result)
+def artifacts_of(ref: dict) -> dict[str, bytes]:
+    """The sweep's artifacts hook: what a finished trial logs to its MLflow
+    run, from its ``tracking.trial_ref``."""
+    return checkpoint_files(ref.get("last_result"))

@@ -212,6 +212,17 @@ def train_epoch(model, opt, batches, make, spec: XorTrainSpec, epoch: int, rank:
     return total / max(count, 1), count
 
 
+def finite_on_all_ranks(loss: float, world: int, device) -> bool:
+    """Whether every rank's epoch loss is finite (ranks must agree to stop together)."""
+    if world == 1:
+        return math.isfinite(loss)
+    import torch.distributed as dist
+
+    bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], device=device)
+    dist.all_reduce(bad)
+    return bad.item() == 0
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker; resumes from the run's latest checkpoint."""
     import ray.train
@@ -267,8 +278,15 @@ def train_loop_per_worker(config: dict) -> None:
         batches = (stream_batches(shard, spec, epoch, world) if shard is not None
                    else memory_batches(x, spec, epoch, rank, world))
         loss, seen = train_epoch(model, opt, batches, make, spec, epoch, rank, device)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
+        if not finite_on_all_ranks(loss, world, device):
+            # every rank reports the worst score and stops: the trial ends as
+            # diverged (FAILED in MLflow) and the searcher learns from it
+            from reconlab.tracking import DIVERGED
+
+            ray.train.report({"step": epoch + 1, "epoch": epoch, "test_psnr": 0.0, "test_ssim": 0.0,
+                              **({"psnr_gain": -mean_psnr} if mean_psnr is not None else {}), DIVERGED: 1.0,
+                              "diverged_reason": f"training loss is not finite at epoch {epoch}"})
+            return
         dt = time.perf_counter() - t0
         metrics = {"step": epoch + 1, "epoch": epoch, "train_loss": loss, "epoch_seconds": dt,
                    "images_per_s": seen * world / dt, **evaluate(inner, in_test, x_test)}

@@ -1,0 +1,343 @@
+"""A write-ahead spool between a sweep and MLflow: nothing lost, nothing doubled.
+
+The Tune driver never writes a trial's run directly. Each callback appends one
+JSON line to ``<tune dir>/mlflow_spool.jsonl`` and returns; the write reaches
+the OS before the callback returns, so a SIGKILL of the driver loses nothing
+Tune has seen. One background thread delivers the lines in order. When the
+tracking server is away it waits and retries the same line (trials keep
+running, the spool grows); a resumed sweep, or ``reconlab sync``, delivers
+whatever is left.
+
+Every operation is idempotent, so a line delivered twice (a crash between
+delivery and the bookkeeping in ``<spool>.done``) changes nothing:
+
+- a trial's run is found by (parent run, trial id) before one is created;
+- metric points carry the trial's step, and a point at or below the last step
+  the run already holds is skipped. That also drops the steps a retried trial
+  redoes after restoring its checkpoint: its history stays gap- and
+  duplicate-free;
+- tags, artifacts and the final status overwrite with the same values.
+
+Line format: ``{"op": "header"|"start"|"metrics"|"end", ...}``; see ``Spool``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from reconlab import tracking
+
+log = logging.getLogger(__name__)
+
+SPOOL_FILE = "mlflow_spool.jsonl"
+TAG_ORPHAN = "reconlab.orphan"
+RETRY_WAIT_S = (0.5, 1, 2, 4, 8)  # then every 8 s
+# MLflow error codes that mean "try again later" (anything that is not an
+# MlflowException, e.g. a refused connection, counts as one too)
+TRANSIENT = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED",
+             "DEADLINE_EXCEEDED", "ABORTED"}
+
+
+def transient(e: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return not isinstance(e, MlflowException) or e.error_code in TRANSIENT
+
+
+def read_lines(path: str) -> list[dict | None]:
+    """Every line of a spool; ``None`` for one a kill cut short."""
+    out: list[dict | None] = []
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append(None)
+    return out
+
+
+def done_count(path: str) -> int:
+    """How many lines of the spool at ``path`` are delivered."""
+    try:
+        with open(path + ".done") as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+class Spool:
+    """Append (driver thread) and deliver (background thread) tracking ops.
+
+    ``artifacts(ref)`` renders {file name: bytes} for a finished trial from the
+    ``ref`` its ``end`` line carries (checkpoint path, config, last result), so
+    a replay after a crash can still render them.
+    """
+
+    def __init__(self, path: str, uri: str, exp_id: str, parent_run_id: str, step_key: str,
+                 artifacts: Callable[[dict], dict[str, bytes]] | None = None, deliver: bool = True):
+        self.path, self.uri, self.exp_id, self.parent = path, uri, exp_id, parent_run_id
+        self.step_key, self.artifacts = step_key, artifacts
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        existed = os.path.exists(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        lines = read_lines(path) if existed else []
+        if existed and os.path.getsize(path) and not self._ends_with_newline():
+            os.write(self._fd, b"\n")  # a kill cut the last line: it stays unparsable, alone
+        self.done = self._read_done()
+        self.total = len(lines)
+        self._q: queue.Queue = queue.Queue()
+        for op in lines[self.done:]:
+            self._q.put(op)
+        if not existed:
+            self.append({"op": "header", "uri": uri, "exp_id": exp_id, "parent": parent_run_id, "step_key": step_key})
+        self.run_ids: dict[str, str] = {}
+        self.last_step: dict[str, int] = {}
+        self.errors: list[str] = []
+        self.waiting_since: float | None = None  # set while the tracking store is unreachable
+        self._client = None
+        self._saved_done = self.done
+        self._stop = threading.Event()
+        self._t = None
+        if deliver:
+            self._t = threading.Thread(target=self._run, name="reconlab-spool", daemon=True)
+            self._t.start()
+
+    # ------------------------------------------------------------------ writing
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+    def append(self, op: dict) -> None:
+        os.write(self._fd, (json.dumps(op, default=str, allow_nan=True) + "\n").encode())
+        self.total += 1
+        self._q.put(op)
+
+    def start(self, trial_id: str, name: str, params: dict, trainable: str) -> None:
+        self.append({"op": "start", "trial": trial_id, "name": name, "trainable": trainable,
+                     "params": {p.key: p.value for p in tracking.params_of(params)}})
+
+    def metrics(self, trial_id: str, step: int, values: dict) -> None:
+        self.append({"op": "metrics", "trial": trial_id, "step": int(step), "ts": int(time.time() * 1000),
+                     "values": {m.key: m.value for m in tracking.metrics_of(values, step)}})
+
+    def end(self, trial_id: str, status: str, reason: str | None, ref: dict | None = None) -> None:
+        self.append({"op": "end", "trial": trial_id, "status": status, "reason": reason, "ref": ref or {}})
+
+    # ---------------------------------------------------------------- delivery
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = tracking.client(self.uri)
+        return self._client
+
+    def pending(self) -> int:
+        return self._q.unfinished_tasks
+
+    def _done_path(self) -> str:
+        return self.path + ".done"
+
+    def _read_done(self) -> int:
+        return done_count(self.path)
+
+    def _save_done(self) -> None:
+        if self.done == self._saved_done:
+            return
+        tmp = self._done_path() + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(self.done))
+        os.replace(tmp, self._done_path())
+        self._saved_done = self.done
+
+    def _run(self) -> None:
+        last_save = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                op = self._q.get(timeout=0.5)
+            except queue.Empty:
+                self._save_done()
+                continue
+            try:
+                self._deliver(op)
+                self.done += 1
+            finally:
+                self._q.task_done()
+            if time.monotonic() - last_save > 1.0 or self._q.empty():
+                self._save_done()
+                last_save = time.monotonic()
+
+    def _deliver(self, op: dict | None) -> None:
+        """Apply one line, retrying while the store is unreachable."""
+        tries = 0
+        while True:
+            try:
+                if op is not None:
+                    self.apply(op)
+                if self.waiting_since is not None:
+                    tracking.announce(f"tracking store is back after {time.time() - self.waiting_since:.0f}s; "
+                                      f"delivering {self.pending()} spooled writes")
+                self.waiting_since = None
+                return
+            except Exception as e:
+                if not transient(e):
+                    self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {e}"[:500])
+                    log.warning("tracking write skipped: %s", e)
+                    return
+                if self.waiting_since is None:
+                    self.waiting_since = time.time()
+                    tracking.announce(f"tracking store unreachable ({type(e).__name__}); spooling to {self.path}")
+                if self._stop.is_set():
+                    raise
+                time.sleep(RETRY_WAIT_S[min(tries, len(RETRY_WAIT_S) - 1)])
+                tries += 1
+
+    def apply(self, op: dict) -> None:
+        kind = op["op"]
+        if kind == "header":
+            return
+        c = self.client
+        run_id = self._run_for(op)
+        if kind == "start":
+            if c.get_run(run_id).info.status != "RUNNING":
+                c.update_run(run_id, status="RUNNING")  # a retried or resumed trial continues its run
+        elif kind == "metrics":
+            step = int(op["step"])
+            if step <= self._last_step(run_id):
+                return
+            from mlflow.entities import Metric
+
+            c.log_batch(run_id, metrics=[Metric(k, float(v), int(op["ts"]), step) for k, v in op["values"].items()])
+            self.last_step[run_id] = step
+        elif kind == "end":
+            if self.artifacts is not None and op["status"] == "FINISHED":
+                for name, data in self._render(op).items():
+                    tracking.log_bytes(c, run_id, data, name)
+            if op.get("reason"):
+                c.set_tag(run_id, "reconlab.error", str(op["reason"])[:4000])
+            c.set_terminated(run_id, status=op["status"])
+
+    def _render(self, op: dict) -> dict[str, bytes]:
+        """A finished trial's artifacts; a checkpoint that is gone is a
+        warning, never a reason to hold up the spool."""
+        try:
+            return self.artifacts(op.get("ref") or {})
+        except Exception as e:
+            self.errors.append(f"artifacts of {op['trial']}: {e}"[:500])
+            log.warning("artifacts of trial %s not rendered: %s", op["trial"], e)
+            return {}
+
+    def _run_for(self, op: dict) -> str:
+        tid = op["trial"]
+        if tid in self.run_ids:
+            return self.run_ids[tid]
+        c = self.client
+        found = tracking.find_runs(c, self.exp_id, {tracking.TAG_TRIAL: tid, tracking.TAG_PARENT: self.parent},
+                                   max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            run = c.create_run(self.exp_id, run_name=op.get("name") or tid, tags={
+                tracking.TAG_PARENT: self.parent, tracking.TAG_TRIAL: tid,
+                "reconlab.trainable": op.get("trainable", "")})
+            run_id = run.info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, v) for k, v in (op.get("params") or {}).items()]
+            if params:
+                c.log_batch(run_id, params=params)
+        self.run_ids[tid] = run_id
+        return run_id
+
+    def _last_step(self, run_id: str) -> int:
+        """The highest step the run holds (asked once per run and process)."""
+        if run_id not in self.last_step:
+            hist = self.client.get_metric_history(run_id, self.step_key)
+            self.last_step[run_id] = max((m.step for m in hist), default=-1)
+        return self.last_step[run_id]
+
+    # ------------------------------------------------------------ end of sweep
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every line is delivered (True) or ``timeout`` passes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pending():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        self._save_done()
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._t is not None:
+            self._t.join(timeout=30)
+        self._save_done()
+        os.close(self._fd)
+
+    def reconcile(self, trials: dict[str, tuple[str, str | None]]) -> dict[str, int]:
+        """After a sweep: give every trial Tune knows the status Tune gave it,
+        and close any other child run of the sweep (a trial the driver's
+        kill erased from Tune's experiment state): tagged, KILLED and deleted,
+        so the experiment shows exactly one run per trial. ``trials`` maps
+        trial id -> (MLflow status, reason)."""
+        c = self.client
+        counts = {"closed": 0, "orphans": 0}
+        runs = c.search_runs([self.exp_id], f"tags.`{tracking.TAG_PARENT}` = '{self.parent}'", max_results=50000)
+        for r in runs:
+            tid = r.data.tags.get(tracking.TAG_TRIAL)
+            if tid in trials:
+                status, reason = trials[tid]
+                if r.info.status != status:
+                    if reason:
+                        c.set_tag(r.info.run_id, "reconlab.error", reason[:4000])
+                    c.set_terminated(r.info.run_id, status=status)
+                    counts["closed"] += 1
+            elif tid:
+                c.set_tag(r.info.run_id, TAG_ORPHAN, "trial lost from Tune's experiment state by a driver kill")
+                if r.info.status == "RUNNING":
+                    c.set_terminated(r.info.run_id, status="KILLED")
+                c.delete_run(r.info.run_id)
+                counts["orphans"] += 1
+        return counts
+
+
+def sync(path: str, uri: str | None = None, artifacts: Callable[[dict], dict[str, bytes]] | None = None,
+         timeout: float | None = None) -> tuple[int, int]:
+    """Deliver what a spool still holds (``reconlab sync``). Returns
+    (lines delivered, lines left)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, SPOOL_FILE)
+    lines = read_lines(path)
+    head = next((op for op in lines if op and op.get("op") == "header"), None)
+    if head is None:
+        raise ValueError(f"{path}: not a reconlab spool (no header line)")
+    s = Spool(path, uri or head["uri"], head["exp_id"], head["parent"], head["step_key"], artifacts)
+    before = s.pending()
+    ok = s.flush(timeout)
+    left = s.pending()
+    s.close()
+    return before - left, left if not ok else 0
+
+
+def find_spools(root: str) -> list[str]:
+    """Every spool under ``root`` with undelivered lines."""
+    out = []
+    for d, _, files in os.walk(root):
+        if SPOOL_FILE in files:
+            p = os.path.join(d, SPOOL_FILE)
+            if done_count(p) < len(read_lines(p)):
+                out.append(p)
+    return sorted(out)
+
+
+def describe(result: Any) -> dict:
+    """The JSON-safe scalars of a Tune result (for an ``end`` line's ``ref``)."""
+    return {k: v for k, v in (result or {}).items() if isinstance(v, (str, int, float, bool)) or v is None}
