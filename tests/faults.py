@@ -1,0 +1,139 @@
+"""Shared pieces of the fault-tolerance tests: a small inversion sweep, the
+processes to kill, and the checks that every trial has exactly one complete
+MLflow run."""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from jobutil import REPO
+
+STEPS, EVERY = 40, 5  # 8 reports per trial
+
+
+def space(path, name: str, trials: int, cpu: float = 1.0, steps: int = STEPS) -> str:
+    """A FIFO sweep (every trial runs to the end) over one classifier."""
+    with open(path, "w") as f:
+        f.write(f"""name: {name}
+metric: verifier_acc
+mode: max
+num_samples: {trials}
+seed: 0
+scheduler: {{type: fifo}}
+resources_per_trial: {{cpu: {cpu}, gpu: 0}}
+train: {{epochs: 1}}
+fixed: {{variant: sgd, restarts: 1, steps: {steps}, report_every: {EVERY}, checkpoint_every: 1}}
+search:
+  lr: {{type: loguniform, low: 0.01, high: 0.2}}
+  tv_weight: {{type: loguniform, low: 1.0e-4, high: 0.01}}
+""")
+    return str(path)
+
+
+def start_job(*args, env=None) -> subprocess.Popen:
+    e = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    e.update(env or {})
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "jobs", "inversion_sweep.py"), *args], cwd=REPO,
+                            env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def processes(marker: str) -> list[int]:
+    """PIDs whose command line contains ``marker`` (e.g. Tune's trial actors)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    """SIGKILL a job and everything it started (its local Ray runtime)."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tune_histories(tune_dir: str) -> dict[str, list[int]]:
+    """trial id -> every step Tune recorded in result.json, in order (repeats included)."""
+    out = {}
+    for d in os.listdir(tune_dir):
+        f = os.path.join(tune_dir, d, "result.json")
+        if not os.path.exists(f):
+            continue
+        steps, tid = [], None
+        with open(f) as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                tid = r["trial_id"]
+                steps.append(int(r["step"]))
+        if tid:
+            out[tid] = steps
+    return out
+
+
+def sweep_runs(uri: str, experiment: str, name: str):
+    """(client, the sweep's parent run, {trial id: child run}) of the latest sweep ``name``."""
+    from reconlab import tracking
+
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    parent = tracking.find_runs(c, exp.experiment_id, {tracking.TAG_SWEEP: name})[0]
+    runs = c.search_runs([exp.experiment_id], f"tags.`{tracking.TAG_PARENT}` = '{parent.info.run_id}'",
+                         max_results=1000)
+    by_trial = {}
+    for r in runs:
+        tid = r.data.tags[tracking.TAG_TRIAL]
+        assert tid not in by_trial, f"two runs for trial {tid}"
+        by_trial[tid] = r
+    return c, parent, by_trial
+
+
+def assert_one_complete_run_per_trial(uri, experiment, name, trials: int, steps: int = STEPS):
+    """Every trial finished with exactly one FINISHED run whose history is
+    every report step, once, for every metric."""
+    c, parent, runs = sweep_runs(uri, experiment, name)
+    assert len(runs) == trials, f"{len(runs)} runs for {trials} trials"
+    want = list(range(EVERY, steps + 1, EVERY))
+    for tid, r in runs.items():
+        assert r.info.status == "FINISHED", (tid, r.info.status, r.data.tags.get("reconlab.error"))
+        for key in ("verifier_acc", "ssim_class_mean", "objective"):
+            got = sorted(m.step for m in c.get_metric_history(r.info.run_id, key))
+            assert got == want, (tid, key, got)
+    return c, parent, runs
+
+
+def random_kills(stop, marker: str, every: tuple[float, float], rng: random.Random, log: list) -> None:
+    """Until ``stop`` is set: every few seconds SIGKILL one random process
+    whose command line holds ``marker``."""
+    while not stop.wait(rng.uniform(*every)):
+        pids = processes(marker)
+        if pids:
+            pid = rng.choice(pids)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                log.append((time.time(), pid))
+            except ProcessLookupError:
+                pass
