@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -21,3 +23,26 @@ def digits():
     from reconlab.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def smoke_ray_tmp():
+    """A short RAY_TMPDIR for the smoke run (Ray's socket paths must stay
+    under 107 bytes), so that its session logs can be grepped too."""
+    d = tempfile.mkdtemp(prefix="rl-ray-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory, smoke_ray_tmp):
+    """One inversion smoke run, shared: later tests check what it left behind
+    (tests/test_inversion_job.py) and that none of the fake secrets in its
+    environment got anywhere (tests/test_security.py)."""
+    from jobutil import FAKE_SECRETS, run_job
+
+    d = tmp_path_factory.mktemp("smoke")
+    p = run_job("inversion_sweep.py", "--smoke-test", "--storage-path", str(d),
+                env={**FAKE_SECRETS, "RAY_TMPDIR": smoke_ray_tmp})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return d, p

@@ -137,3 +137,63 @@ def random_kills(stop, marker: str, every: tuple[float, float], rng: random.Rand
                 log.append((time.time(), pid))
             except ProcessLookupError:
                 pass
+
+
+def line_count(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def _spool(pattern: str) -> str | None:
+    import glob
+
+    found = glob.glob(os.path.join(pattern, "mlflow_spool.jsonl"))
+    return found[0] if found else None
+
+
+def wait_for_new_spool_lines(p, pattern: str, timeout: float = 300) -> str | None:
+    """Wait until this attempt of the job has added to the sweep's spool (its
+    trials run); None if the job ended first."""
+    start = None
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < timeout:
+        s = _spool(pattern)
+        if s is not None:
+            n = line_count(s)
+            if start is None:
+                start = n
+            elif n > start:
+                return s
+        time.sleep(0.2)
+    return None
+
+
+def wait_for_delivered_lines(p, pattern: str, n: int, timeout: float = 300) -> str | None:
+    """Wait until ``n`` lines of the sweep's spool have reached the store."""
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < timeout:
+        s = _spool(pattern)
+        if s is not None and os.path.exists(s + ".done"):
+            with open(s + ".done") as f:
+                if int(f.read().strip() or 0) >= n:
+                    return s
+        time.sleep(0.2)
+    return None
+
+
+def start_mlflow_server(port: int, backend: str) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1, up and answering /health."""
+    import urllib.request
+
+    p = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                          "--backend-store-uri", backend, "--workers", "1"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return p
+        except OSError:
+            assert p.poll() is None, "mlflow server exited"
+            time.sleep(0.5)
+    raise TimeoutError("mlflow server did not start")

@@ -9,13 +9,7 @@ from jobutil import run_job, runs_by_kind
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def smoke_store(tmp_path_factory):
-    """One smoke run, shared: later tests check what it left behind."""
-    d = tmp_path_factory.mktemp("smoke")
-    p = run_job("inversion_sweep.py", "--smoke-test", "--storage-path", str(d))
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return d, p
+# smoke_store (one shared smoke run) is in conftest.py: tests/test_security.py greps it for secrets.
 
 
 def test_smoke_run_prints_the_table_and_ui_hint(smoke_store):
@@ -59,29 +53,4 @@ def test_second_run_reuses_the_logged_classifiers(smoke_store):
     assert len(runs["train"]) == 4 and len(runs["sweep"]) == 2 and len(runs["trial"]) == 6 + 3
 
 
-BAD_INPUT = [
-    ("malformed yaml", "name: [oops\n", [], "malformed YAML"),
-    ("unknown key", "name: x\nmetric: verifier_acc\nlearning_rate: 3\n", [], "key 'learning_rate' = 3: unknown key"),
-    ("unknown variant", "name: x\nmetric: verifier_acc\nfixed: {variant: rmsprop}\n", [], "unknown classifier variant"),
-    ("mnist without data", "name: x\nmetric: verifier_acc\ndataset: mnist\n", [], "--data-root"),
-    ("unreachable tracking", "name: x\nmetric: verifier_acc\n", ["--tracking-uri", "http://127.0.0.1:9"],
-     "key '--tracking-uri' = 'http://127.0.0.1:9': tracking server unreachable"),
-    ("bad flag", "name: x\nmetric: verifier_acc\n", ["--num-samples", "0"], "key '--num-samples' = 0"),
-]
-
-
-@pytest.mark.parametrize("case,yaml_text,extra,message", BAD_INPUT, ids=[b[0] for b in BAD_INPUT])
-def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, case, yaml_text, extra, message):
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml_text)
-    store = tmp_path / "store"
-    p = run_job("inversion_sweep.py", "--search-space", str(space), "--storage-path", str(store), *extra, timeout=120)
-    assert p.returncode == 2, p.stderr[-2000:]
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
-    assert not (store / "mlflow.db").exists() and not (store / "tune").exists()
-
-
-def test_unwritable_storage_path_exits_2(tmp_path):
-    p = run_job("inversion_sweep.py", "--storage-path", "/proc/reconlab-nope", timeout=120)
-    assert p.returncode == 2 and "--storage-path" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+# Bad input (exit 2, one line, before Ray, nothing left behind): tests/test_bad_input.py

@@ -151,3 +151,131 @@ def test_fuzzed_specs_bind_or_fail_cleanly(tmp_path, base, edits):
                           "scheduler", "smoke", "train", "resources_per_trial"}
     for k, v in s.fixed.items():
         InversionTrialConfig(**{k: v})
+
+
+# Fuzz the raw text, not only documents PyYAML can dump: any bytes, any
+# unicode, YAML syntax soup (anchors, aliases, tags, merge keys, tabs,
+# directives, flow and block collections), edits of a good file and very deep
+# nesting. Every outcome is a SweepSpec or a one-line ConfigError that starts
+# with the file's path; any other exception (RecursionError, ValueError from a
+# constructor, ...) fails the test.
+from reconlab.sweep.spec import SweepSpec  # noqa: E402
+
+TOKENS = ["name", "metric", "fixed", "search", "smoke", "scheduler", "lr", "variant", "values", "type", "low", "high",
+          "verifier_acc", "choice", "uniform", ":", ": ", " ", "  ", "\t", "\n", "\r\n", "-", "- ", ",", "[", "]", "{",
+          "}", "?", "? ", "&a ", "*a", "*b", "<<: *a", "<<: ", "!!binary ", "!!set ", "!!omap ", "!!timestamp ",
+          "!!int ", "!!float ", "!!str ", "!!python/object/apply:os.system ", "!local ", "'", '"', "|", ">", "#",
+          "%YAML 1.1\n", "%TAG ! tag:x,2000:\n", "---\n", "...\n", "~", "null", "true", "yes", ".inf", "-.inf", ".nan",
+          "0x1f", "0o17", "1_000", "1e400", "10" * 30, "-1", "0", "2001-13-45", "2001-12-14 25:00:00", "\\u2028",
+          "\u2028", "\x85", "\ufeff", "\x00", "\x1c", "é", "💥"]
+
+
+def _load_cleanly(p):
+    for smoke in (False, True):
+        try:
+            s = load(str(p), smoke=smoke)
+        except ConfigError as e:
+            msg = str(e)
+            assert len(msg.splitlines()) == 1 and "\n" not in msg, msg
+            assert msg.startswith(str(p)), msg
+            assert len(msg) < 2000, msg[:300]
+            continue
+        assert isinstance(s, SweepSpec)
+
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                          HealthCheck.too_slow])
+
+
+@FUZZ
+@given(blob=st.one_of(st.binary(max_size=300),
+                      st.text(st.characters(blacklist_categories=("Cs",)), max_size=300).map(str.encode)))
+def test_fuzzed_raw_bytes_and_unicode_load_or_fail_cleanly(tmp_path, blob):
+    p = tmp_path / "fuzz.yaml"
+    p.write_bytes(blob)
+    _load_cleanly(p)
+
+
+@FUZZ
+@given(parts=st.lists(st.sampled_from(TOKENS), max_size=60))
+def test_fuzzed_yaml_syntax_soup_loads_or_fails_cleanly(tmp_path, parts):
+    p = tmp_path / "fuzz.yaml"
+    p.write_bytes("".join(parts).encode("utf-8", "surrogatepass"))
+    _load_cleanly(p)
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, len(GOOD)), st.integers(0, 5), st.sampled_from(TOKENS)), max_size=4))
+def test_fuzzed_edits_of_a_good_file_load_or_fail_cleanly(tmp_path, edits):
+    """Insert tokens into (or cut characters out of) a valid file."""
+    text = GOOD
+    for pos, cut, tok in edits:
+        pos = min(pos, len(text))
+        text = text[:pos] + tok + text[pos + cut:]
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(text, encoding="utf-8")
+    _load_cleanly(p)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=st.sampled_from(["flow_seq", "flow_map", "block_seq", "block_map", "in_good"]),
+       depth=st.integers(1, 1500))
+def test_deeply_nested_yaml_loads_or_fails_cleanly(tmp_path, shape, depth):
+    if shape.startswith("block"):  # indentation grows the text quadratically; 600 levels is past the limit
+        depth = min(depth, 600)
+    if shape == "flow_seq":
+        text = "[" * depth + "]" * depth
+    elif shape == "flow_map":
+        text = "a: " + "{b: " * depth + "1" + "}" * depth
+    elif shape == "block_seq":
+        text = "".join("  " * i + "-\n" for i in range(depth)) + "  " * depth + "x\n"
+    elif shape == "block_map":
+        text = "".join("  " * i + "k:\n" for i in range(depth)) + "  " * depth + "x\n"
+    else:  # deep, but inside a key that is otherwise allowed
+        text = GOOD + "fixed: {restarts: " + "[" * depth + "]" * depth + "}\n"
+        text = text.replace("fixed: {restarts: 2}\n", "", 1)
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(text)
+    _load_cleanly(p)
+
+
+def test_alias_bomb_fails_fast_with_a_short_line(tmp_path):
+    """A "billion laughs" document: aliases are shared, so loading is cheap,
+    and the error line stays short however large the value would print."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    p = tmp_path / "bomb.yaml"
+    p.write_text(GOOD.replace("fixed: {restarts: 2}", "fixed: {restarts: *a9}") .replace("name: t", "\n".join(lines) + "\nname: t"))
+    with pytest.raises(ConfigError) as e:
+        load(str(p))
+    assert len(str(e.value)) < 600 and "key 'a0'" in str(e.value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("name: t\nname: u\nmetric: verifier_acc\n", "malformed YAML at line 2, column 1: found duplicate key 'name'"),
+    ("name: 2001-13-45\n", "malformed YAML: ValueError: month must be in 1..12"),
+    ("name: !!timestamp x\n", "malformed YAML: AttributeError"),
+    ("name: !!python/object/apply:os.system [true]\n", "could not determine a constructor"),
+    ("name: t\nmetric: verifier_acc\nsource: /etc/passwd\n", "key 'source' = '/etc/passwd': unknown key"),
+    ("name: t\nmetric: verifier_acc\nfixed: {lr: " + "9" * 400 + "}\n", "key 'fixed.lr' = 999"),
+    ("name: t\nmetric: verifier_acc\nseed: 4294967296\n", "key 'seed' = 4294967296: must be in [0, 2147483647]"),
+    ("name: t/../../x\nmetric: verifier_acc\n", "key 'name' = 't/../../x': must be 1-64 letters"),
+    ("name: t\nmetric: verifier_acc\nresources_per_trial: {gpu: .inf}\n", "need finite cpu >= 0 and gpu >= 0"),
+    ("name: t\nmetric: verifier_acc\ndataset: imagenet\n", "key 'dataset' = 'imagenet': unknown dataset"),
+    ("name: t\nmetric: verifier_acc\nfixed: {lr: -1.0, restarts: 2}\n", "key 'fixed.lr' = -1.0: lr must be a positive"),
+    ("", "empty file"),
+    ("\xff\xfe", "not UTF-8 text"),
+])
+def test_raw_text_edge_cases(tmp_path, text, message):
+    p = tmp_path / "space.yaml"
+    p.write_bytes(text.encode("latin-1") if text == "\xff\xfe" else text.encode())
+    with pytest.raises(ConfigError) as e:
+        load(str(p))
+    line = str(e.value)
+    assert "\n" not in line and line.startswith(str(p)) and message in line, line
+
+
+def test_merge_keys_still_override_as_yaml_defines(tmp_path):
+    p = write(tmp_path, GOOD.replace("fixed: {restarts: 2}", "fixed: {<<: {restarts: 3, lr: 0.5}, restarts: 2}")
+              .replace("  lr: {type: loguniform, low: 0.01, high: 0.1}\n", ""))
+    assert load(p).fixed == {"restarts": 2, "lr": 0.5}

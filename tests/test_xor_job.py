@@ -1,9 +1,9 @@
-"""jobs/xor_decryption.py end to end (real Ray, real MLflow, real AES), and
-its bad-input contract."""
+"""jobs/xor_decryption.py end to end (real Ray, real MLflow, real AES). Its
+bad-input contract is in tests/test_bad_input.py."""
 
 import pytest
 
-from jobutil import run_job, runs_by_kind
+from jobutil import find_needles, run_job, runs_by_kind
 
 pytestmark = pytest.mark.slow
 
@@ -52,32 +52,11 @@ def test_no_key_material_anywhere_in_the_store(xor_smoke):
 
     d, _ = xor_smoke
     op = XorAES.from_seed(0)
-    needles = [op.key, op.key.hex().encode(), op.key.hex().upper().encode(), op.keystream(32, 32).numpy().tobytes()[:64]]
-    files = [f for f in d.rglob("*") if f.is_file()]
-    assert len(files) > 20
-    for f in files:
-        blob = f.read_bytes()
-        for n in needles:
-            assert n not in blob, f"key material in {f}"
+    needles = {"key": op.key, "key hex": op.key.hex().encode(), "key HEX": op.key.hex().upper().encode(),
+               "keystream": op.keystream(32, 32).numpy().tobytes()[:64]}
+    hits, n_files = find_needles([d], needles)
+    assert n_files > 20
+    assert not hits, f"key material in {hits}"
 
 
-BAD = [
-    ("depth too deep for 32x32", "fixed: {depth: 6}\n", {}, "key 'depth' = 6: 32x32 images do not fit"),
-    ("unknown mode", "search:\n  mode: {type: choice, values: [ctr, ecb]}\n", {}, "key 'search.mode.values[1]' = 'ecb'"),
-    ("noise as a range", "search:\n  noise: {type: uniform, low: 0.0, high: 0.1}\n", {}, "key 'search.noise'"),
-    ("grayscale data", "dataset: digits\n", {}, "xor.yaml, key 'dataset' = 'digits (1, 28, 28)': needs RGB images"),
-    ("bad key", "", {"RECONLAB_XOR_KEY": "zz"}, "key 'RECONLAB_XOR_KEY' = '<hidden>': not a hex string"),
-]
-
-
-@pytest.mark.parametrize("case,extra_yaml,env,message", BAD, ids=[b[0] for b in BAD])
-def test_bad_input_exits_2_before_ray(tmp_path, case, extra_yaml, env, message):
-    space = tmp_path / "xor.yaml"
-    space.write_text("name: x\nmetric: test_psnr\n" + (extra_yaml if "dataset" in extra_yaml else
-                                                        "dataset: natural\n" + extra_yaml))
-    store = tmp_path / "store"
-    p = run_job("xor_decryption.py", "--search-space", str(space), "--storage-path", str(store), env=env, timeout=120)
-    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], lines
-    assert not (store / "mlflow.db").exists() and not (store / "tune").exists()
+# Bad input (exit 2, one line, before Ray, nothing left behind): tests/test_bad_input.py

@@ -191,6 +191,9 @@ class Spool:
                     self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {e}"[:500])
                     log.warning("tracking write skipped: %s", e)
                     return
+                # a call that failed may still have landed: ask the store
+                # again for each run's last step before sending more points
+                self.last_step.clear()
                 if self.waiting_since is None:
                     self.waiting_since = time.time()
                     tracking.announce(f"tracking store unreachable ({type(e).__name__}); spooling to {self.path}")
@@ -248,11 +251,11 @@ class Spool:
                 tracking.TAG_PARENT: self.parent, tracking.TAG_TRIAL: tid,
                 "reconlab.trainable": op.get("trainable", "")})
             run_id = run.info.run_id
-            from mlflow.entities import Param
+        from mlflow.entities import Param
 
-            params = [Param(k, v) for k, v in (op.get("params") or {}).items()]
-            if params:
-                c.log_batch(run_id, params=params)
+        params = [Param(k, v) for k, v in (op.get("params") or {}).items()]
+        if params:  # again for a found run: its creator may have died before logging them
+            c.log_batch(run_id, params=params)
         self.run_ids[tid] = run_id
         return run_id
 
