@@ -48,7 +48,10 @@ def check_value(tp, value, *, source, key):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError("expected a number", source=source, key=key, value=value)
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            raise ConfigError("number out of range", source=source, key=key, value=value) from None
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError("expected an integer", source=source, key=key, value=value)
@@ -68,14 +71,16 @@ def check_value(tp, value, *, source, key):
     raise ConfigError(f"expected {_type_name(tp)}", source=source, key=key, value=value)
 
 
-def bind(cls, data: Mapping[str, Any] | None, *, source: str = "<config>", prefix: str = ""):
-    """Build dataclass ``cls`` from ``data``; reject unknown keys and bad types."""
+def bind(cls, data: Mapping[str, Any] | None, *, source: str = "<config>", prefix: str = "",
+         internal: tuple[str, ...] = ()):
+    """Build dataclass ``cls`` from ``data``; reject unknown keys and bad types.
+    ``internal`` fields are set by the program, never from ``data``."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping for {cls.__name__}", source=source, key=prefix or None, value=data)
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in internal}
     dotted = (prefix + ".") if prefix else ""
     for k in data:
         if k not in fields:

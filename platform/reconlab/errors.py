@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
+import reprlib
+
 _UNSET = object()
+
+# Values are shown with bounded size and depth: a YAML alias bomb or a deeply
+# nested document must not turn the one error line into megabytes (or a
+# RecursionError while formatting it).
+class _Repr(reprlib.Repr):
+    def repr_dict(self, x, level):  # insertion order, as the YAML had it (reprlib sorts)
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = list(x.items())
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in items[:self.maxdict]]
+        return "{" + ", ".join(pieces + (["..."] if len(items) > self.maxdict else [])) + "}"
+
+
+_REPR = _Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 6, 6
+_REPR.maxset, _REPR.maxfrozenset, _REPR.maxdeque, _REPR.maxarray = 6, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 120, 120, 60
+
+
+def show(value, limit: int = 400) -> str:
+    """``repr(value)``, shortened to at most ``limit`` characters."""
+    try:
+        s = _REPR.repr(value)
+    except Exception:  # a value whose __repr__ fails still gets a line
+        return f"<{type(value).__name__}>"
+    return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
 class InputError(ValueError):
@@ -16,9 +46,9 @@ class InputError(ValueError):
         self.value = None if value is _UNSET else value
         where = [str(source)] if source else []
         if key:
-            where.append(f"key '{key}'" + ("" if value is _UNSET else f" = {value!r}"))
+            where.append(f"key '{key}'" + ("" if value is _UNSET else f" = {show(value)}"))
         elif value is not _UNSET:
-            where.append(f"value {value!r}")
+            where.append(f"value {show(value)}")
         line = ": ".join([", ".join(where), message]) if where else message
         super().__init__(" ".join(line.split()))  # always one line
 

@@ -75,11 +75,27 @@ def read_split(split_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
         if t.num_rows == 0:
             continue
         batch = t.to_pydict()
+        shapes = sorted({tuple(batch[k][i] for k in ("channels", "height", "width")) for i in range(t.num_rows)},
+                        key=repr)
+        if len(shapes) > 1:  # decode() reshapes by the first row's shape
+            raise DataError("mixed image shapes in one shard (channels, height, width)", source=f, key="shape",
+                            value=shapes)
+        if not all(isinstance(v, int) and v >= 1 for v in shapes[0]):
+            raise DataError("channels, height and width must be integers >= 1", source=f, key="shape",
+                            value=shapes[0])
+        sizes = {len(b) if isinstance(b, (bytes, bytearray)) else None for b in batch["image"]}
+        expected = shapes[0][0] * shapes[0][1] * shapes[0][2]
+        if sizes != {expected}:
+            raise DataError(f"image bytes do not match channels x height x width = {expected}", source=f,
+                            key="image bytes", value=sorted(sizes, key=repr))
+        if any(v is None for v in batch["label"]):
+            raise DataError("missing labels", source=f, key="label", value=None)
         try:
             x, y = decode(batch)
-        except ValueError:
-            raise DataError("image bytes do not match height x width x channels", source=f, key="image",
-                            value=len(batch["image"][0])) from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DataError(f"cannot decode the rows ({type(e).__name__}: {e})", source=f) from None
+        if len(y) and int(y.min()) < 0:
+            raise DataError("labels must be >= 0", source=f, key="min label", value=int(y.min()))
         if shape is not None and tuple(x.shape[1:]) != shape:
             raise DataError(f"image shape differs from the other shards' {shape}", source=f, key="shape",
                             value=tuple(x.shape[1:]))

@@ -71,8 +71,8 @@ def load_stl10(data_root: str, max_images: int | None = None) -> ImageDataset:
         n_train = int(total * 0.9)
         x = read_images(unl, (n_train + max_images) if max_images else None)
         x_tr, x_te = x[:n_train][:max_images], x[n_train:][:max_images]
-        if not len(x_te):
-            raise DataError("too few images for a 90/10 split", source=unl, key="images", value=total)
+        if not len(x_tr) or not len(x_te):
+            raise DataError("too few images for a 90/10 split (need >= 2)", source=unl, key="images", value=total)
         y_tr, y_te = np.zeros(len(x_tr), np.int64), np.zeros(len(x_te), np.int64)
     else:
         x_tr = read_images(os.path.join(root, "train_X.bin"), max_images)

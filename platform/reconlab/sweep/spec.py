@@ -24,7 +24,10 @@ values the trial config rejects are a ConfigError naming file, key and value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import math
+import re
 import typing
 from typing import Any, Literal
 
@@ -106,23 +109,59 @@ class SweepSpec:
         return self.num_samples * (len(s) if s else 1)
 
 
+@functools.lru_cache(maxsize=1)
+def _strict_loader():
+    """``yaml.SafeLoader`` that rejects a key given twice in one mapping (PyYAML
+    silently keeps the last one: a typo'd copy would override the real value).
+    Merge keys (``<<: *base``) still override as YAML defines."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}",
+                            key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def read_yaml(path: str) -> Any:
+    """The parsed document; any failure is a one-line ConfigError naming the file."""
     import yaml
 
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        f = open(path, encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", source=path) from None
     except IsADirectoryError:
         raise ConfigError("is a directory, not a YAML file", source=path) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text ({e.reason})", source=path) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"malformed YAML{where}: {problem}", source=path) from None
+    except PermissionError:
+        raise ConfigError("permission denied", source=path) from None
+    except (OSError, ValueError) as e:  # e.g. a path with a NUL byte
+        raise ConfigError(f"cannot open ({type(e).__name__}: {e})", source=path) from None
+    with f:
+        try:
+            return yaml.load(f, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"not UTF-8 text ({e.reason})", source=path) from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ConfigError(f"malformed YAML{where}: {problem}", source=path) from None
+        except RecursionError:
+            raise ConfigError("malformed YAML: nested too deeply", source=path) from None
+        except Exception as e:  # PyYAML's constructors raise plain errors too: `2001-13-45`, `!!int abc`
+            raise ConfigError(f"malformed YAML: {type(e).__name__}: {e}", source=path) from None
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -136,8 +175,25 @@ def _check_trial_values(cls, values: dict, *, source: str, key: str, base: dict 
     for name, v in values.items():
         try:
             cls(**{**(base or {}), name: v})
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, ArithmeticError) as e:
             raise ConfigError(str(e), source=source, key=key, value=v) from None
+
+
+def _check_fixed(cls, fixed: dict, *, source: str) -> None:
+    """The fixed values together must make a trial config; the error names the
+    one key that is wrong on its own, else the whole ``fixed`` mapping."""
+    bad = (TypeError, ValueError, ArithmeticError)
+    try:
+        cls(**fixed)
+        return
+    except bad as e:
+        err = e
+    for name, v in fixed.items():
+        try:
+            cls(**{name: v})
+        except bad as e:
+            raise ConfigError(str(e), source=source, key=f"fixed.{name}", value=v) from None
+    raise ConfigError(str(err), source=source, key="fixed", value=fixed) from None
 
 
 def validate_param(name: str, p: ParamSpec, tp, cls, *, source: str, fixed: dict | None = None) -> dict:
@@ -195,10 +251,23 @@ def load_spec(path: str, trial_cls, *, smoke: bool = False, metrics: tuple[str, 
         raise ConfigError("empty file", source=path)
     if not isinstance(raw, dict):
         raise ConfigError("top level must be a mapping", source=path, key="<root>", value=raw)
-    spec = _validate(raw, path, trial_cls, smoke=smoke, metrics=metrics)
-    if not smoke:  # a broken smoke section is an error in every run, not a surprise later
-        _validate(raw, path, trial_cls, smoke=True, metrics=metrics)
+    try:
+        spec = _validate(raw, path, trial_cls, smoke=smoke, metrics=metrics)
+        if not smoke:  # a broken smoke section is an error in every run, not a surprise later
+            _validate(raw, path, trial_cls, smoke=True, metrics=metrics)
+    except RecursionError:
+        raise ConfigError("nested too deeply", source=path) from None
     return spec
+
+
+# Sweep names become directory names (``<storage>/tune/<name>-<id>``) and tags.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SEED_MAX = 2**31 - 1  # Optuna/NumPy take seeds < 2**32; strata add their index
+
+
+def _check_seed(v, *, source: str, key: str) -> None:
+    if isinstance(v, int) and not isinstance(v, bool) and not 0 <= v <= SEED_MAX:
+        raise ConfigError(f"must be in [0, {SEED_MAX}]", source=source, key=key, value=v)
 
 
 def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> SweepSpec:
@@ -208,9 +277,19 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             raise ConfigError("expected a mapping", source=path, key="smoke", value=over)
         bind(SmokeOverrides, over, source=path, prefix="smoke")
         raw = _merge({k: v for k, v in raw.items() if k != "smoke"}, {k: v for k, v in over.items() if v is not None})
-    spec = bind(SweepSpec, {**raw, "source": path}, source=path)
+    # ``source`` is the file's path, never a YAML key
+    spec = dataclasses.replace(bind(SweepSpec, raw, source=path, internal=("source",)), source=path)
+    if not NAME_RE.fullmatch(spec.name):
+        raise ConfigError("must be 1-64 letters, digits, '.', '_' or '-' (it names directories)", source=path,
+                          key="name", value=spec.name)
     if spec.num_samples < 1:
         raise ConfigError("must be >= 1", source=path, key="num_samples", value=spec.num_samples)
+    _check_seed(spec.seed, source=path, key="seed")
+    from reconlab.data import DATASETS
+
+    if spec.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset (known: {', '.join(DATASETS)})", source=path, key="dataset",
+                          value=spec.dataset)
     if metrics and spec.metric not in metrics:
         raise ConfigError(f"unknown metric (known: {', '.join(metrics)})", source=path, key="metric",
                           value=spec.metric)
@@ -219,8 +298,8 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
         raise ConfigError("need grace_period >= 1 and reduction_factor >= 2", source=path, key="scheduler",
                           value=dataclasses.asdict(sch))
     r = spec.resources_per_trial
-    if not (r.cpu >= 0 and r.gpu >= 0):
-        raise ConfigError("need cpu >= 0 and gpu >= 0", source=path, key="resources_per_trial",
+    if not (0 <= r.cpu < math.inf and 0 <= r.gpu < math.inf):
+        raise ConfigError("need finite cpu >= 0 and gpu >= 0", source=path, key="resources_per_trial",
                           value=dataclasses.asdict(r))
     if spec.train.num_workers < 1 or (spec.train.epochs is not None and spec.train.epochs < 1):
         raise ConfigError("need num_workers >= 1 and epochs >= 1", source=path, key="train",
@@ -232,7 +311,9 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             raise ConfigError(f"unknown trial parameter (allowed: {', '.join(sorted(types))})", source=path,
                               key=f"fixed.{name}", value=v)
         fixed[name] = check_value(types[name], v, source=path, key=f"fixed.{name}")
-    _check_trial_values(trial_cls, fixed, source=path, key="fixed", base=fixed)
+        if name == "seed":
+            _check_seed(fixed[name], source=path, key="fixed.seed")
+    _check_fixed(trial_cls, fixed, source=path)
     search = {}
     for name, p in spec.search.items():
         if name not in types:
@@ -242,6 +323,9 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             raise ConfigError("both fixed and searched", source=path, key=f"search.{name}", value=p)
         ps = bind(ParamSpec, p, source=path, prefix=f"search.{name}")
         search[name] = validate_param(name, ps, types[name], trial_cls, source=path, fixed=fixed)
+        if name == "seed":
+            for i, v in enumerate(search[name].get("values") or [search[name]["low"], search[name]["high"]]):
+                _check_seed(v, source=path, key=f"search.seed[{i}]")
     keys = spec.strata_keys()
     if spec.stratify is not None and (not keys or len(set(keys)) != len(keys) or any(
             k not in search or search[k]["type"] != "choice" for k in keys)):
