@@ -49,8 +49,44 @@ def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``reconlab`` console script: lists the jobs."""
+    """``reconlab`` console script: lists the jobs; ``reconlab sync`` delivers
+    spooled tracking writes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sync"]:
+        return run_job(sync, args[1:])
     print("reconlab jobs (see README):\n"
           "  python jobs/inversion_sweep.py [--smoke-test] ...   network inversion of classifiers (the main job)\n"
-          "  python jobs/xor_decryption.py [--smoke-test] ...    XOR decryption with a U-Net (Table I)")
+          "  python jobs/xor_decryption.py [--smoke-test] ...    XOR decryption with a U-Net (Table I)\n"
+          "reconlab sync [DIR|SPOOL ...]                         deliver what a sweep spooled while MLflow was away")
     return 0
+
+
+def sync(argv: list[str]) -> int:
+    """Deliver every sweep spool under the given directories (default: the
+    results directory) to its MLflow store, or to ``--tracking-uri``."""
+    import os
+
+    from reconlab import spool, tracking
+
+    p = _Parser(prog="reconlab sync", description=sync.__doc__)
+    p.add_argument("paths", nargs="*", help="spool files, Tune experiment dirs or storage dirs")
+    p.add_argument("--tracking-uri", help="deliver here instead of the store each spool names")
+    p.add_argument("--timeout", type=float, default=600, help="seconds to keep retrying an unreachable store")
+    a = p.parse_args(argv)
+    paths = a.paths or [tracking.results_dir()]
+    spools = []
+    for path in paths:
+        if os.path.isfile(path):
+            spools.append(path)
+        elif os.path.isdir(path):
+            spools += spool.find_spools(path)
+        else:
+            raise InputError("no such file or directory", key="path", value=path)
+    left_total = 0
+    for s in spools:
+        delivered, left = spool.sync(s, a.tracking_uri, timeout=a.timeout)
+        left_total += left
+        print(f"{s}: {delivered} delivered, {left} left")
+    if not spools:
+        print("nothing to deliver")
+    return EXIT_FAILURE if left_total else EXIT_OK

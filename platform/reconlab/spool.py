@@ -95,7 +95,8 @@ class Spool:
         for op in lines[self.done:]:
             self._q.put(op)
         if not existed:
-            self.append({"op": "header", "uri": uri, "exp_id": exp_id, "parent": parent_run_id, "step_key": step_key})
+            self.append({"op": "header", "uri": uri, "exp_id": exp_id, "parent": parent_run_id, "step_key": step_key,
+                         "artifacts": f"{artifacts.__module__}:{artifacts.__qualname__}" if artifacts else None})
         self.run_ids: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
         self.errors: list[str] = []
@@ -321,13 +322,20 @@ def sync(path: str, uri: str | None = None, artifacts: Callable[[dict], dict[str
     lines = read_lines(path)
     head = next((op for op in lines if op and op.get("op") == "header"), None)
     if head is None:
-        raise ValueError(f"{path}: not a reconlab spool (no header line)")
+        from reconlab.errors import InputError
+
+        raise InputError("not a reconlab spool (no header line)", key="path", value=path)
+    if artifacts is None and head.get("artifacts"):
+        import importlib
+
+        module, name = head["artifacts"].split(":")
+        artifacts = getattr(importlib.import_module(module), name)
+    before = max(len(lines) - done_count(path), 0)
     s = Spool(path, uri or head["uri"], head["exp_id"], head["parent"], head["step_key"], artifacts)
-    before = s.pending()
-    ok = s.flush(timeout)
+    s.flush(timeout)
     left = s.pending()
     s.close()
-    return before - left, left if not ok else 0
+    return before - left, left
 
 
 def find_spools(root: str) -> list[str]:

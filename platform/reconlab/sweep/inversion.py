@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         train_ids[v] = run_id
 
     from reconlab.inversion.tasks import pick_sources
-    from reconlab.sweep.inversion_trial import grids_from_checkpoint, tune_trainable
+    from reconlab.sweep.inversion_trial import artifacts_of, tune_trainable
 
     shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
     shared["class_means"] = ds.class_means("test")
@@ -72,15 +72,9 @@ def main(argv=None) -> int:
                  else spec.fixed.get("steps", InversionTrialConfig.steps))
     every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
 
-    def artifacts(ref):
-        if not ref.get("checkpoint"):
-            return {}
-        with tune.Checkpoint(ref["checkpoint"]).as_directory() as d:
-            return grids_from_checkpoint(d, ref["config"].get("restarts", InversionTrialConfig.restarts))
-
     try:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts,
+                         metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts_of,
                          max_failures=args.max_failures)
         rows, best = summarize(grid, spec, variants)
         finish_parent(c, sweep.run_id, rows, best, grid, spec)

@@ -182,3 +182,14 @@ def grids_from_checkpoint(path: str, restarts: int) -> dict[str, bytes]:
     if len(x) > n1:
         out["inversion_task2.png"] = png_bytes(x[n1:], nrow=9)
     return out
+
+
+def artifacts_of(ref: dict) -> dict[str, bytes]:
+    """The sweep's artifacts hook: a finished trial's image grids, from the
+    checkpoint in its ``tracking.trial_ref``."""
+    from ray.train import Checkpoint
+
+    if not ref.get("checkpoint"):
+        return {}
+    with Checkpoint(ref["checkpoint"]).as_directory() as d:
+        return grids_from_checkpoint(d, ref["config"].get("restarts", InversionTrialConfig.restarts))
