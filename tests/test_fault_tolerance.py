@@ -127,3 +127,52 @@ def test_tracking_server_outage_mid_sweep_loses_no_point(store):
     finally:
         faults.kill_group(server)
         faults.kill_group(p)
+
+
+def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp_path):
+    """Gradient descent on x^4 from x=1 diverges for lr > 0.5: those trials
+    report the worst score and stop; their runs are FAILED with the reason,
+    the sweep goes on, and the Optuna study holds their (worst) results."""
+    import math
+
+    import optuna
+
+    from reconlab import tracking
+    from reconlab.sweep.runner import init_ray, run_tuner, start_parent
+    from reconlab.sweep.spec import Resources, SchedulerSpec, SweepSpec
+
+    def descend(config):
+        from ray import tune
+
+        x = 1.0
+        for step in range(1, 31):
+            x -= config["lr"] * 4 * x ** 3
+            loss = x ** 4 if abs(x) < 1e100 else math.inf
+            if not math.isfinite(loss):
+                tune.report({"step": step, "score": -1e3, tracking.DIVERGED: 1.0,
+                             "diverged_reason": f"loss {loss} at step {step}"})
+                return
+            if step % 5 == 0:
+                tune.report({"step": step, "score": -math.log10(1 + loss), "loss": loss})
+
+    spec = SweepSpec(name="diverge", metric="score", mode="max", num_samples=8, seed=0,
+                     scheduler=SchedulerSpec(type="fifo"), resources_per_trial=Resources(cpu=1),
+                     search={"lr": {"type": "loguniform", "low": 0.01, "high": 3.0}})
+    init_ray(num_cpus=2)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = tracking.client(uri)
+    exp = tracking.experiment_id(c, "diverge")
+    sweep = start_parent(c, exp, spec, storage_dir=str(tmp_path), resume=False, extra_params={})
+    grid = run_tuner(spec, descend, sweep=sweep, uri=uri, metric_keys=["score", "loss"], max_t=10, verbose=0)
+    assert len(grid) == 8 and not grid.errors
+    runs = {r.data.tags[tracking.TAG_TRIAL]: r for r in
+            c.search_runs([exp], f"tags.`{tracking.TAG_PARENT}` = '{sweep.run_id}'")}
+    lrs = {tid: float(r.data.params["lr"]) for tid, r in runs.items()}
+    failed = {tid for tid, r in runs.items() if r.info.status == "FAILED"}
+    assert failed == {tid for tid, lr in lrs.items() if lr > 0.5} and 0 < len(failed) < 8
+    for tid in failed:
+        assert runs[tid].data.tags["reconlab.error"].startswith("diverged: loss inf at step")
+    assert all(runs[t].info.status == "FINISHED" for t in set(runs) - failed)
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{sweep.tune_dir}/optuna.db")
+    told = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert all(told[t].state == optuna.trial.TrialState.COMPLETE and told[t].value == -1e3 for t in failed)
