@@ -166,6 +166,10 @@ RGB_FOR_INVERSION = pytest.mark.xfail(
     run=False, reason="exits 1 after Ray starts and leaves mlflow.db: sweep/inversion.py needs a (1, 28, 28) "
                       "shape check on the loaded dataset before init_ray()")
 
+DB_URI_NOT_CHECKED = pytest.mark.xfail(
+    run=False, reason="exits 1 after Ray starts: tracking.check_tracking_uri does not try database URIs "
+                      "(mysql://, postgresql://, mssql://); it needs a short sqlalchemy connect before init_ray()")
+
 CASES = [
     # ---- both jobs: YAML, tracking URI, storage path, a flag
     *both("malformed YAML", "name: [oops\n", "name: [oops\n", (), "space.yaml: malformed YAML at line",
@@ -219,6 +223,8 @@ CASES = [
     # ---- flags
     Case("missing --search-space file", INV, None, ("--search-space", "{tmp}/nope.yaml"), "nope.yaml: file not found",
          "`--search-space <dir>/nope.yaml`"),
+    Case("unreachable database --tracking-uri", INV, INV_YAML, ("--tracking-uri", "postgresql://u@127.0.0.1:9/db"),
+         "key '--tracking-uri'", "`--tracking-uri postgresql://u@127.0.0.1:9/db`", marks=(DB_URI_NOT_CHECKED,)),
     Case("--tracking-uri a plain path", INV, INV_YAML, ("--tracking-uri", "{tmp}/mlruns"),
          "use a sqlite:///, http(s):// or database URI", "`--tracking-uri <dir>/mlruns`"),
     Case("--num-samples not an integer", INV, INV_YAML, ("--num-samples", "abc"),
@@ -335,7 +341,7 @@ if __name__ == "__main__":  # print the README table from real runs
         tmp = pathlib.Path(tempfile.mkdtemp(prefix="bad-input-"))
         try:
             if c.marks:
-                msg = "*(exit 1 after Ray starts; see the note below)*"
+                msg = "*(open: exit 1 after Ray starts; see below)*"
             else:
                 p, left = run_case(c, tmp)
                 lines = p.stderr.strip().splitlines()
