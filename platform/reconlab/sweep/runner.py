@@ -114,6 +114,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     times. ``artifacts(ref)`` renders a finished trial's files from its
     ``tracking.trial_ref``."""
     from ray import tune
+    from ray.exceptions import RayActorError
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from reconlab.spool import SPOOL_FILE, Spool
@@ -160,6 +161,15 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
         )
     try:
         grid = tuner.fit()
+        for round_ in range(1, max_failures + 1):
+            # Tune does not retry a trial whose reused actor died before the
+            # trial started (it is still PENDING then): resume those here
+            lost = [r for r in grid.errors if isinstance(r, RayActorError)]
+            if not lost:
+                break
+            tracking.announce(f"{len(lost)} trial(s) ended when their worker process died; resuming them "
+                              f"(round {round_}/{max_failures})")
+            grid = tune.Tuner.restore(sweep.tune_dir, trainable=trainable, resume_errored=True).fit()
         if not spool.flush(flush_timeout_s):
             tracking.announce(f"tracking store still unreachable: {spool.pending()} writes wait in {spool.path}; "
                               f"deliver them with `reconlab sync {sweep.tune_dir}`")

@@ -105,6 +105,8 @@ class DurableOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         if trial_id in self._completed_trials:
             return
+        if error:  # not a result: the trial stays open in the study, for a resumed run to finish
+            return
         if self._known(trial_id):
             return super().on_trial_complete(trial_id, result=result, error=error)
         config = (result or {}).get("config") or {}
