@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def job_parser(prog: str, description: str, default_space: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description=description)
+    p = _Parser(prog=prog, description=description, allow_abbrev=False)
     p.add_argument("--smoke-test", action="store_true", help="tiny, fast version of the whole job")
     p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else SQLite in the storage dir)")
     p.add_argument("--experiment", help="MLflow experiment name")
@@ -68,7 +68,7 @@ def sync(argv: list[str]) -> int:
 
     from reconlab import spool, tracking
 
-    p = _Parser(prog="reconlab sync", description=sync.__doc__)
+    p = _Parser(prog="reconlab sync", description=sync.__doc__, allow_abbrev=False)
     p.add_argument("paths", nargs="*", help="spool files, Tune experiment dirs or storage dirs")
     p.add_argument("--tracking-uri", help="deliver here instead of the store each spool names")
     p.add_argument("--timeout", type=float, default=600, help="seconds to keep retrying an unreachable store")

@@ -167,7 +167,8 @@ class Spool:
                 self._save_done()
                 continue
             try:
-                self._deliver(op)
+                if not self._deliver(op):
+                    return  # closing while the store is away: the line stays for the next run
                 self.done += 1
             finally:
                 self._q.task_done()
@@ -175,8 +176,9 @@ class Spool:
                 self._save_done()
                 last_save = time.monotonic()
 
-    def _deliver(self, op: dict | None) -> None:
-        """Apply one line, retrying while the store is unreachable."""
+    def _deliver(self, op: dict | None) -> bool:
+        """Apply one line, retrying while the store is unreachable; False if
+        the spool was closed before the line could be delivered."""
         tries = 0
         while True:
             try:
@@ -186,21 +188,20 @@ class Spool:
                     tracking.announce(f"tracking store is back after {time.time() - self.waiting_since:.0f}s; "
                                       f"delivering {self.pending()} spooled writes")
                 self.waiting_since = None
-                return
+                return True
             except Exception as e:
                 if not transient(e):
                     self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {e}"[:500])
                     log.warning("tracking write skipped: %s", e)
-                    return
+                    return True
                 # a call that failed may still have landed: ask the store
                 # again for each run's last step before sending more points
                 self.last_step.clear()
                 if self.waiting_since is None:
                     self.waiting_since = time.time()
                     tracking.announce(f"tracking store unreachable ({type(e).__name__}); spooling to {self.path}")
-                if self._stop.is_set():
-                    raise
-                time.sleep(RETRY_WAIT_S[min(tries, len(RETRY_WAIT_S) - 1)])
+                if self._stop.wait(RETRY_WAIT_S[min(tries, len(RETRY_WAIT_S) - 1)]):
+                    return False
                 tries += 1
 
     def apply(self, op: dict) -> None:

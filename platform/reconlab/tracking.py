@@ -97,9 +97,28 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
                              value=uri) from None
         if not os.access(parent, os.W_OK):
             raise InputError("store directory is not writable", key="--tracking-uri", value=uri)
-    elif scheme in ("file", "") and not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        check_database(uri)
+    elif scheme in ("file", "") and not uri.startswith("databricks"):
         raise InputError("use a sqlite:///, http(s):// or database URI (MLflow 3 refuses plain file stores)",
                          key="--tracking-uri", value=uri)
+
+
+def check_database(uri: str) -> None:
+    """Connect once to a database tracking store (driver installed, host
+    answering, credentials accepted)."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5} if "mssql" not in uri else {})
+        with engine.connect():
+            pass
+    except ImportError as e:
+        raise InputError(f"database driver not installed ({e.name})", key="--tracking-uri", value=uri) from None
+    except Exception as e:
+        first = str(getattr(e, "orig", e) or e).strip().splitlines()
+        raise InputError(f"database unreachable ({first[0] if first else type(e).__name__})", key="--tracking-uri",
+                         value=uri) from None
 
 
 # --------------------------------------------------------------------------- client

@@ -35,6 +35,11 @@ def main(argv=None) -> int:
     spec, storage_dir, uri = prepare(args, load_spec(args.search_space, InversionTrialConfig,
                                                      smoke=args.smoke_test, metrics=METRICS))
     ds = load_dataset(spec.dataset, args.data_root)
+    if tuple(ds.x_train.shape[1:]) != (1, 28, 28):
+        from reconlab.errors import InputError
+
+        raise InputError("needs 1x28x28 digit images (the thesis's classifiers)", source=spec.source, key="dataset",
+                         value=f"{ds.name} {tuple(ds.x_train.shape[1:])}")
     variants = spec.strata() or [spec.fixed.get("variant", InversionTrialConfig.variant)]
     experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
 
