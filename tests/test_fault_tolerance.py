@@ -129,7 +129,7 @@ def test_tracking_server_outage_mid_sweep_loses_no_point(store):
         faults.kill_group(p)
 
 
-def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp_path):
+def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp_path, request):
     """Gradient descent on x^4 from x=1 diverges for lr > 0.5: those trials
     report the worst score and stop; their runs are FAILED with the reason,
     the sweep goes on, and the Optuna study holds their (worst) results."""
@@ -158,7 +158,10 @@ def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp
     spec = SweepSpec(name="diverge", metric="score", mode="max", num_samples=8, seed=0,
                      scheduler=SchedulerSpec(type="fifo"), resources_per_trial=Resources(cpu=1),
                      search={"lr": {"type": "loguniform", "low": 0.01, "high": 3.0}})
+    import ray
+
     init_ray(num_cpus=2)
+    request.addfinalizer(ray.shutdown)  # leave no Ray runtime in the test process
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     c = tracking.client(uri)
     exp = tracking.experiment_id(c, "diverge")

@@ -5,6 +5,7 @@ ship the package itself (working_dir + py_modules)."""
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -50,15 +51,47 @@ def head():
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     gcs, dash = free_port(), free_port()
-    subprocess.run([py, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address", "127.0.0.1",
-                    "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-                    "--num-cpus", "2", "--temp-dir", os.path.join(root, "ray"), "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True, timeout=180)
+    # --block keeps `ray start` in the foreground: its session holds the whole
+    # head, so the teardown stops this head only (`ray stop` would stop every
+    # Ray runtime on the machine, other tests' included)
+    proc = subprocess.Popen([py, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address",
+                             "127.0.0.1", "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port",
+                             str(dash), "--num-cpus", "2", "--temp-dir", os.path.join(root, "ray"),
+                             "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
+        wait_for_jobs_api(f"http://127.0.0.1:{dash}", proc)
         yield {"address": f"http://127.0.0.1:{dash}", "env": env, "py": py, "root": root, "token": token_path}
     finally:
-        subprocess.run([py, "-m", "ray.scripts.scripts", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
         shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_for_jobs_api(address, proc, timeout=180):
+    """Until the dashboard answers (401 without the token counts: it is up)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, "ray start --head exited"
+        try:
+            urllib.request.urlopen(address + "/api/version", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("the Ray head's Jobs API did not come up")
 
 
 def ray_cli(head, *args, env=None, timeout=120):
