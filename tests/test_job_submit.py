@@ -63,7 +63,7 @@ def head():
         wait_for_jobs_api(f"http://127.0.0.1:{dash}", proc)
         yield {"address": f"http://127.0.0.1:{dash}", "env": env, "py": py, "root": root, "token": token_path}
     finally:
-        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
             try:
                 os.killpg(proc.pid, sig)
                 proc.wait(timeout=wait)
