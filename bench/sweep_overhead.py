@@ -73,7 +73,11 @@ def main():
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--gpu-fraction", type=float, default=0.0)
+    ap.add_argument("--report-every", type=int, default=FIXED["report_every"], help="steps between reports")
+    ap.add_argument("--checkpoint-every", type=int, default=2,
+                    help="reports between checkpoints (the trial's default: 2; large = only the last report's)")
     a = ap.parse_args()
+    FIXED.update(report_every=a.report_every, checkpoint_every=a.checkpoint_every)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     shared = shared_models()
     cfgs = configs(a.trials, a.steps)
@@ -95,7 +99,8 @@ def main():
         torch.set_num_threads(2)
         run_trial(cfgs[0], shared)  # warm-up
         loop = plain_loop(shared, cfgs, "cpu")
-        print(f"{a.trials} trials x {a.steps} steps, batch {10 * FIXED['restarts'] + 90} images")
+        print(f"{a.trials} trials x {a.steps} steps, batch {10 * FIXED['restarts'] + 90} images, a report every "
+              f"{a.report_every} steps, a checkpoint every {a.checkpoint_every} reports")
         print(f"plain loop (2 threads)            : {loop:7.1f} s")
         wall2, t_ray = sweep(shared, a.trials, a.steps, cpu=2, gpu=0, threads=2, tmp=tmp, name="one-at-a-time")
         over = (wall2 - t_ray - loop) / a.trials
