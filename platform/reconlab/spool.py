@@ -89,8 +89,7 @@ class Spool:
         lines = read_lines(path) if existed else []
         if existed and os.path.getsize(path) and not self._ends_with_newline():
             os.write(self._fd, b"\n")  # a kill cut the last line: it stays unparsable, alone
-        self.done = self._read_done()
-        self.total = len(lines)
+        self.done = done_count(path)
         self._q: queue.Queue = queue.Queue()
         for op in lines[self.done:]:
             self._q.put(op)
@@ -118,7 +117,6 @@ class Spool:
 
     def append(self, op: dict) -> None:
         os.write(self._fd, (json.dumps(op, default=str, allow_nan=True) + "\n").encode())
-        self.total += 1
         self._q.put(op)
 
     def start(self, trial_id: str, name: str, params: dict, trainable: str) -> None:
@@ -145,9 +143,6 @@ class Spool:
 
     def _done_path(self) -> str:
         return self.path + ".done"
-
-    def _read_done(self) -> int:
-        return done_count(self.path)
 
     def _save_done(self) -> None:
         if self.done == self._saved_done:

@@ -106,12 +106,14 @@ COLUMNS = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mea
 
 def summarize(grid, spec, variants):
     """Per classifier variant: the best trial by the sweep metric (last report)."""
+    from reconlab.sweep.runner import trials_of
+
     sign = 1 if spec.mode == "max" else -1
     rows, best = [], {}
     for v in variants:
-        cands = [r for r in grid if r.error is None and r.metrics and (r.config or {}).get("variant") == v
+        cands = [r for r in grid if r.error is None and r.metrics and r.config.get("variant") == v
                  and isinstance(r.metrics.get(spec.metric), (int, float))]
-        n = sum(1 for t in grid._experiment_analysis.trials if t.config.get("variant") == v)
+        n = sum(1 for t in trials_of(grid) if t.config.get("variant") == v)
         if not cands:
             rows.append({"variant": v, "trials": n, spec.metric: float("nan")})
             continue

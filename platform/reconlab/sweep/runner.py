@@ -127,7 +127,6 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
         resources["memory"] = 1 << 20
     trainable = tune.with_resources(trainable, resources)
-    os.makedirs(sweep.tune_dir, exist_ok=True)
     spool = Spool(os.path.join(sweep.tune_dir, SPOOL_FILE), uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts)
     tracking.register_spool(spool)
     storage, name = os.path.split(sweep.tune_dir)
@@ -182,12 +181,18 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
         spool.close()
 
 
+def trials_of(grid) -> list:
+    """Every ``Trial`` of a ResultGrid's experiment, including those that never
+    reported (the grid's ``Result``s carry no config or id for them)."""
+    return grid._experiment_analysis.trials
+
+
 def outcomes(grid) -> dict[str, tuple[str, str | None]]:
     """trial id -> (MLflow status, reason) for every trial of the experiment
     (the ResultGrid's ``Trial`` objects: a trial that never reported has no id
     in its metrics)."""
     out = {}
-    for t in grid._experiment_analysis.trials:
+    for t in trials_of(grid):
         err = (tracking.error_line(t) or "trial raised an error") if t.status == "ERROR" else None
         out[t.trial_id] = tracking.trial_outcome(t.last_result, err)
     return out

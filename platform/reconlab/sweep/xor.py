@@ -172,7 +172,7 @@ def best_per_setting(grid, spec, modes_noises, inputs: str = "cipher") -> dict:
     sign = 1 if spec.mode == "max" else -1
     best = {}
     for mode, noise in modes_noises:
-        cands = [r for r in grid if r.error is None and r.metrics and (r.config or {}).get("mode", "ctr") == mode
+        cands = [r for r in grid if r.error is None and r.metrics and r.config.get("mode", "ctr") == mode
                  and float(r.config.get("noise", 0.0)) == noise and r.config.get("inputs", "cipher") == inputs
                  and isinstance(r.metrics.get(spec.metric), float)]
         if cands:
