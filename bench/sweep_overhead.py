@@ -22,7 +22,7 @@ import time
 import torch
 from common import shared_models
 
-from reconlab.sweep.inversion_trial import run_trial
+from reconlab.sweep.inversion_trial import InversionTrialConfig, run_trial
 
 FIXED = {"variant": "sgd", "optimizer": "adam", "restarts": 4, "bn_weight": 0.01, "report_every": 25}
 
@@ -74,10 +74,10 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--gpu-fraction", type=float, default=0.0)
     ap.add_argument("--report-every", type=int, default=FIXED["report_every"], help="steps between reports")
-    ap.add_argument("--checkpoint-every", type=int, default=2,
-                    help="reports between checkpoints (the trial's default: 2; large = only the last report's)")
+    ap.add_argument("--checkpoint-period-s", type=float, default=InversionTrialConfig.checkpoint_period_s,
+                    help="trial seconds between checkpoints (the trial's default; 0: every report)")
     a = ap.parse_args()
-    FIXED.update(report_every=a.report_every, checkpoint_every=a.checkpoint_every)
+    FIXED.update(report_every=a.report_every, checkpoint_period_s=a.checkpoint_period_s)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     shared = shared_models()
     cfgs = configs(a.trials, a.steps)
@@ -100,7 +100,7 @@ def main():
         run_trial(cfgs[0], shared)  # warm-up
         loop = plain_loop(shared, cfgs, "cpu")
         print(f"{a.trials} trials x {a.steps} steps, batch {10 * FIXED['restarts'] + 90} images, a report every "
-              f"{a.report_every} steps, a checkpoint every {a.checkpoint_every} reports")
+              f"{a.report_every} steps, a checkpoint every {a.checkpoint_period_s:g} s and with the last report")
         print(f"plain loop (2 threads)            : {loop:7.1f} s")
         wall2, t_ray = sweep(shared, a.trials, a.steps, cpu=2, gpu=0, threads=2, tmp=tmp, name="one-at-a-time")
         over = (wall2 - t_ray - loop) / a.trials

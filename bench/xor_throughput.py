@@ -8,9 +8,12 @@
    plumbing, the same train loop) vs a bare PyTorch loop over the same
    batches, steady state (epochs after the first), same thread count.
    Goal >= 0.9x. Ray Train's start-up is printed apart.
+3. Where the device computes bfloat16 natively (GPU; CPU with AVX512-BF16
+   or AMX), the bare loop under bf16 autocast vs the same loop in float32.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +26,8 @@ import torch  # noqa: E402
 
 from reconlab.models import build  # noqa: E402
 from reconlab.operators.xor_aes import XorAES, bytes_to_image  # noqa: E402
-from reconlab.training.xor_unet import Cipherimages, XorTrainSpec, memory_batches, train_epoch  # noqa: E402
+from reconlab.training.xor_unet import (Cipherimages, XorTrainSpec, autocast_dtype, memory_batches,  # noqa: E402
+                                        train_epoch)
 
 
 def cipher_generation(x, op, device):
@@ -62,6 +66,7 @@ def ray_train(op, spec, dataset, threads, use_gpu):
     import ray
     from ray.train import UserCallback
 
+    from reconlab.sweep.runner import init_ray
     from reconlab.training.xor_unet import fit_xor_unet
 
     class Collect(UserCallback):  # runs in the Train controller's process: hand over through a file
@@ -72,7 +77,7 @@ def ray_train(op, spec, dataset, threads, use_gpu):
             with open(self.path, "a") as f:
                 f.write(json.dumps(metrics[0]) + "\n")
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    init_ray()  # the platform's local runtime, as the jobs start it
     try:
         with tempfile.TemporaryDirectory() as tmp:
             log = os.path.join(tmp, "epochs.jsonl")
@@ -120,10 +125,15 @@ def main():
                         max_train_images=a.images)
     bare = bare_loop(x, op, spec, a.threads, device)
     b = sum(bare[1:]) / len(bare[1:])
-    amp = " (bf16 autocast)" if cuda and spec.amp else ""
+    amp = " (bf16 autocast)" if autocast_dtype(device) is not None else ""
     print(f"U-Net w{a.width} d{a.depth}, batch {a.batch_size}{amp}, {a.threads} threads, epochs after the first:")
     print(f"  bare PyTorch loop                     : {b:10.0f} images/s  (per epoch {json.dumps([round(v) for v in bare])})")
     print(f"  seconds per epoch of {a.images} images      : {a.images / b:10.2f} s")
+    if amp:
+        f32 = bare_loop(x, op, dataclasses.replace(spec, amp=False), a.threads, device)
+        f = sum(f32[1:]) / len(f32[1:])
+        print(f"  bare loop in float32                  : {f:10.0f} images/s  (per epoch {json.dumps([round(v) for v in f32])})")
+        print(f"  bf16 autocast / float32               : {b / f:10.2f}x")
     if a.no_ray:
         return
     rt, wall, train_s = ray_train(op, spec, dataset, a.threads, cuda)

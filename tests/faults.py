@@ -27,7 +27,7 @@ seed: 0
 scheduler: {{type: fifo}}
 resources_per_trial: {{cpu: {cpu}, gpu: 0}}
 train: {{epochs: 1}}
-fixed: {{variant: sgd, restarts: 1, steps: {steps}, report_every: {EVERY}, checkpoint_every: 1}}
+fixed: {{variant: sgd, restarts: 1, steps: {steps}, report_every: {EVERY}, checkpoint_period_s: 0}}
 search:
   lr: {{type: loguniform, low: 0.01, high: 0.2}}
   tv_weight: {{type: loguniform, low: 1.0e-4, high: 0.01}}

@@ -86,3 +86,32 @@ def test_inversion_turns_noise_into_each_target_digit(digits):
     after = (m(x).argmax(1) == b.target).float().mean().item()
     assert before < 0.5 and after == 1.0
     assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+@pytest.mark.parametrize("period, expected", [(0, [True] * 4), (1e9, [False] * 3 + [True])])
+def test_trial_checkpoints_every_period_and_with_its_last_report(digits, period, expected):
+    """The trial's checkpoint rule: after ``checkpoint_period_s`` of trial
+    time (0: every report), and always with the last report, whose state
+    resumes the trial to its end."""
+    import os
+
+    from reconlab.sweep.inversion_trial import run_trial
+    from reconlab.training.classifier import VARIANTS
+
+    shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
+              "class_means": digits.class_means(), "device": "cpu"}
+    for v in ("sgd", "verifier"):
+        spec = VARIANTS[v]
+        torch.manual_seed(spec.seed)
+        shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
+                               build(spec.builder, **spec.model_kwargs()).state_dict())
+        shared["digests"][v] = f"untrained-{v}-{period}"
+    states = []
+
+    def report(metrics, state_dir):
+        states.append(state_dir is not None and torch.load(os.path.join(state_dir, "state.pt"),
+                                                          weights_only=True)["step"] == metrics["step"])
+
+    cfg = {"variant": "sgd", "steps": 8, "report_every": 2, "restarts": 1, "checkpoint_period_s": period}
+    last = run_trial(cfg, shared, report)
+    assert states == expected and last["step"] == 8

@@ -1,14 +1,16 @@
 """The XOR family's U-Net and its Ray Train loop: learning, Parquet streamed
 by Ray Data, and resuming from a checkpoint without repeating epochs."""
 
+import dataclasses
 import json
+import os
 
 import pytest
 import torch
 
 from reconlab.models import build
 from reconlab.operators.xor_aes import XorAES
-from reconlab.training.xor_unet import Cipherimages, XorTrainSpec, memory_batches, train_epoch
+from reconlab.training.xor_unet import Cipherimages, XorTrainSpec, autocast_dtype, memory_batches, train_epoch
 
 KEY, IV = bytes(range(16)), bytes(range(16, 32))
 
@@ -28,13 +30,15 @@ def test_spec_rejects_bad_values():
 
 
 def test_train_epoch_learns_ctr_decryption_in_process():
-    """Two epochs on 1,024 natural patches: the loss falls and the run is reproducible."""
+    """Two epochs on 1,024 natural patches: the loss falls and the run is
+    reproducible; float32 is pinned, bfloat16 autocast (where the CPU has it)
+    follows float32 closely."""
     from reconlab.data import load_dataset
 
     x = load_dataset("natural").x_train[::16][:1024]
-    spec = XorTrainSpec(width=8, depth=2, epochs=2, batch_size=32, seed=0)
+    spec = XorTrainSpec(width=8, depth=2, epochs=2, batch_size=32, seed=0, amp=False)
 
-    def run():
+    def run(spec=spec):
         torch.manual_seed(0)
         m = build("unet", **spec.model_kwargs())
         opt = torch.optim.Adam(m.parameters(), lr=spec.lr)
@@ -45,6 +49,15 @@ def test_train_epoch_learns_ctr_decryption_in_process():
     assert a == run()  # seeded: batches, noise and initial weights
     assert a[1] < 0.5 * a[0]
     assert a == pytest.approx([0.2011, 0.0535], abs=2e-3)  # pinned (torch 2.13 CPU)
+    if autocast_dtype("cpu") is not None:
+        bf16 = run(dataclasses.replace(spec, amp=True))
+        assert bf16 != a and bf16 == pytest.approx(a, rel=0.1)
+
+
+def test_bf16_autocast_only_where_the_cpu_has_it():
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert autocast_dtype("cpu") == (torch.bfloat16 if native else None)
 
 
 @pytest.mark.slow

@@ -2,8 +2,14 @@
 two tasks and score the result with the independent verifier.
 
 Runs inside a Ray Tune worker. Trained models arrive through the object store
-(``tune.with_parameters``), never retrained per trial; each report carries a
-checkpoint (images + optimizer state) so a retried trial resumes where it was.
+(``tune.with_parameters``), never retrained per trial. A report carries a
+checkpoint (images + optimizer state), so a retried trial resumes where it
+was, once ``checkpoint_period_s`` of trial time has passed since the last one,
+and always with the last report. Each checkpoint costs ~0.25 s of Tune
+persistence on 2 cores (``bench/sweep_overhead.py``); a period of C seconds
+bounds that cost to 0.25/C of the trial's time and the work a retry redoes to
+C seconds. Young's optimal interval sqrt(2 * 0.25 s * MTBF) is ~40 s for one
+failure an hour; the default is 30 s, so a short trial checkpoints once.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import time
 from typing import Literal
 
 import torch
@@ -33,7 +40,7 @@ class InversionTrialConfig:
     init_scale: float = 0.2
     restarts: int = 4
     report_every: int = 25
-    checkpoint_every: int = 2  # reports between checkpoints (ASHA rungs 2, 6, 18 fall on one)
+    checkpoint_period_s: float = 30.0  # trial seconds between checkpoints; 0: every report (see module doc)
     seed: int = 0
 
     def __post_init__(self):
@@ -41,9 +48,9 @@ class InversionTrialConfig:
             raise ValueError(f"unknown classifier variant {self.variant!r} (known: {', '.join(INVERTIBLE)})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError("lr must be a positive finite number")
-        if min(self.steps, self.restarts, self.report_every, self.checkpoint_every) < 1:
-            raise ValueError("steps, restarts, report_every and checkpoint_every must be >= 1")
-        for k in ("tv_weight", "l2_weight", "bn_weight", "init_scale"):
+        if min(self.steps, self.restarts, self.report_every) < 1:
+            raise ValueError("steps, restarts and report_every must be >= 1")
+        for k in ("tv_weight", "l2_weight", "bn_weight", "init_scale", "checkpoint_period_s"):
             v = getattr(self, k)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{k} must be a finite number >= 0")
@@ -110,9 +117,10 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         state = torch.load(os.path.join(checkpoint_dir, "state.pt"), map_location=dev, weights_only=True)
         x0, start, opt_state = state["x"], int(state["step"]), state["opt"]
     last: dict = {}
+    last_checkpoint = time.monotonic()
 
     def on_step(step, x, loss, opt):
-        nonlocal last
+        nonlocal last, last_checkpoint
         if not torch.isfinite(loss).all():
             last = diverged(step)
             if report is not None:
@@ -121,13 +129,14 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         last = {"step": step, **evaluate(x, batch, model, verifier, class_means, loss)}
         if report is None:
             return
-        if (step // cfg.report_every) % cfg.checkpoint_every and step != cfg.steps:
+        if time.monotonic() - last_checkpoint < cfg.checkpoint_period_s and step != cfg.steps:
             report(last, None)
             return
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"step": step, "x": x.cpu(), "opt": opt.state_dict(), "target": batch.target.cpu()},
                        os.path.join(tmp, "state.pt"))
             report(last, tmp)
+        last_checkpoint = time.monotonic()
 
     if start < cfg.steps:
         try:
