@@ -5,7 +5,8 @@ function called in a plain loop (no Ray, no MLflow), in the same run.
 
 Figures (ratios, not absolute seconds):
 1. overhead per trial, one trial at a time (2 threads each, like the loop):
-   (sweep wall - loop wall) / trials; goal <= 0.25 s. Ray start-up is shown apart.
+   (sweep wall - loop wall) / trials; goal <= 0.25 s. Ray start-up is shown
+   apart; the loop runs before and after the sweep and their mean is used.
 2. throughput: the same trials 2 at a time (1 thread each), Ray start-up
    included, as a multiple of the loop's wall time; goal <= 1.2x.
 3. with --gpu-fraction F on a GPU machine: trials packed 1/F per GPU vs the
@@ -98,16 +99,21 @@ def main():
             return
         torch.set_num_threads(2)
         run_trial(cfgs[0], shared)  # warm-up
-        loop = plain_loop(shared, cfgs, "cpu")
+        # the loop runs before and after the sweep and the mean is the
+        # baseline: this machine's speed drifts by up to ~30 % over minutes
+        before = plain_loop(shared, cfgs, "cpu")
         print(f"{a.trials} trials x {a.steps} steps, batch {10 * FIXED['restarts'] + 90} images, a report every "
               f"{a.report_every} steps, a checkpoint every {a.checkpoint_period_s:g} s and with the last report")
-        print(f"plain loop (2 threads)            : {loop:7.1f} s")
+        print(f"plain loop before (2 threads)     : {before:7.1f} s")
         wall2, t_ray = sweep(shared, a.trials, a.steps, cpu=2, gpu=0, threads=2, tmp=tmp, name="one-at-a-time")
+        ray.shutdown()
+        after = plain_loop(shared, cfgs, "cpu")
+        loop = (before + after) / 2
+        print(f"plain loop after                  : {after:7.1f} s  (baseline: the mean, {loop:.1f} s)")
         over = (wall2 - t_ray - loop) / a.trials
         print(f"sweep, 1 at a time (2 threads)    : {wall2:7.1f} s  (Ray start {t_ray:.1f} s)")
         print(f"  overhead per trial              : {over:7.3f} s  (excl. Ray start; goal <= 0.25 s)")
         print(f"  overhead per trial incl. start  : {(wall2 - loop) / a.trials:7.3f} s")
-        ray.shutdown()
         with tempfile.TemporaryDirectory() as tmp2:
             wall, t_ray = sweep(shared, a.trials, a.steps, cpu=1, gpu=0, threads=1, tmp=tmp2, name="two-at-a-time")
         print(f"sweep, 2 at a time (1 thread each): {wall:7.1f} s  (incl. Ray start {t_ray:.1f} s)")
