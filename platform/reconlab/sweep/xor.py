@@ -14,6 +14,7 @@ from reconlab import tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
+README_NAME = "xor-table-i"  # the README block the job fills with --readme
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "xor.yaml")
 
 # Table I of the paper (STL-10, 10,000 test images): (PSNR, SSIM) without noise and with 1 % noise.
@@ -27,6 +28,8 @@ PAPER = {
 def parse(argv):
     p = job_parser("xor_decryption.py", __doc__, os.path.normpath(DEFAULT_SPACE))
     p.add_argument("--num-workers", type=int, help="Ray Train workers per U-Net (overrides the YAML)")
+    p.add_argument("--readme", metavar="FILE", help="also write Table I into FILE (e.g. README.md) between its "
+                   f"'<!-- reconlab:{README_NAME} -->' and '<!-- /reconlab:{README_NAME} -->' lines")
     return p.parse_args(argv)
 
 
@@ -75,6 +78,10 @@ def main(argv=None) -> int:
                              value=args.num_workers)
         spec = dataclasses.replace(spec, fixed={**spec.fixed, "num_workers": args.num_workers})
     modes_noises = settings(spec)
+    if args.readme:
+        from reconlab import readme
+
+        readme.check(args.readme, README_NAME)
     op = XorAES.from_seed(spec.seed)  # a bad $RECONLAB_XOR_KEY fails here, before Ray
     ds = load_dataset(spec.dataset, args.data_root)
     check_data(ds, spec)
@@ -117,6 +124,15 @@ def main(argv=None) -> int:
     for v in verdicts:
         print(f"- {v}")
     print(f"\n{len(grid)} trials in {time.time() - t_start:.0f}s; MLflow experiment '{experiment}' at {uri}")
+    if args.readme:
+        from reconlab import readme
+
+        # no command line: a --tracking-uri may carry credentials
+        readme.write_block(args.readme, README_NAME, f"{markdown_table(rows, columns)}\n\n"
+                           f"<sub>Written by jobs/xor_decryption.py on {time.strftime('%Y-%m-%d')}: search space "
+                           f"'{os.path.basename(spec.source)}', dataset '{ds.name}' ({len(ds.x_test)} test "
+                           f"images), {len(grid)} trials, sweep run {sweep.run_id}.</sub>")
+        print(f"Table I written into {args.readme}")
     print_ui_hint(uri)
     return 0
 
