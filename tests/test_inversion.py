@@ -88,24 +88,27 @@ def test_inversion_turns_noise_into_each_target_digit(digits):
     assert 0.0 <= x.min() and x.max() <= 1.0
 
 
-@pytest.mark.parametrize("period, expected", [(0, [True] * 4), (1e9, [False] * 3 + [True])])
-def test_trial_checkpoints_every_period_and_with_its_last_report(digits, period, expected):
+@pytest.mark.parametrize("period, stop_points, expected", [(0, [], [True] * 4), (1e9, [], [False] * 3 + [True]),
+                                                          (1e9, [1, 3], [True, False, True, True])])
+def test_trial_checkpoints_every_period_at_stop_points_and_with_its_last_report(digits, period, stop_points,
+                                                                                 expected):
     """The trial's checkpoint rule: after ``checkpoint_period_s`` of trial
-    time (0: every report), and always with the last report, whose state
-    resumes the trial to its end."""
+    time (0: every report), at each report where ASHA may stop it, and always
+    with the last report."""
     import os
 
     from reconlab.sweep.inversion_trial import run_trial
     from reconlab.training.classifier import VARIANTS
 
     shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
-              "class_means": digits.class_means(), "device": "cpu"}
+              "class_means": digits.class_means(), "device": "cpu",
+              "stop_points": stop_points}
     for v in ("sgd", "verifier"):
         spec = VARIANTS[v]
         torch.manual_seed(spec.seed)
         shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
                                build(spec.builder, **spec.model_kwargs()).state_dict())
-        shared["digests"][v] = f"untrained-{v}-{period}"
+        shared["digests"][v] = f"untrained-{v}"
     states = []
 
     def report(metrics, state_dir):

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import textwrap
 
@@ -279,3 +280,15 @@ def test_merge_keys_still_override_as_yaml_defines(tmp_path):
     p = write(tmp_path, GOOD.replace("fixed: {restarts: 2}", "fixed: {<<: {restarts: 3, lr: 0.5}, restarts: 2}")
               .replace("  lr: {type: loguniform, low: 0.01, high: 0.1}\n", ""))
     assert load(p).fixed == {"restarts": 2, "lr": 0.5}
+
+
+def test_stop_points_are_ashas_rungs():
+    """The reports where ASHA may stop a trial (so the trial checkpoints there):
+    Ray's rungs grace * rf^k below max_t; none for FIFO."""
+    from reconlab.sweep.runner import stop_points
+    from reconlab.sweep.spec import SchedulerSpec, SweepSpec
+
+    spec = SweepSpec(name="s", metric="m", scheduler=SchedulerSpec(type="asha", grace_period=2, reduction_factor=3))
+    assert stop_points(spec, 20) == [2, 6, 18]
+    assert stop_points(spec, 18) == [2, 6]
+    assert stop_points(dataclasses.replace(spec, scheduler=SchedulerSpec(type="fifo")), 20) == []

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
 
     # ---- Ray, classifiers, sweep
-    from reconlab.sweep.runner import init_ray, print_ui_hint, run_tuner, start_parent
+    from reconlab.sweep.runner import init_ray, print_ui_hint, run_tuner, start_parent, stop_points
 
     init_ray()
     c = tracking.client(uri)
@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     steps_max = (spec.search["steps"]["high"] if "steps" in spec.search
                  else spec.fixed.get("steps", InversionTrialConfig.steps))
     every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
+    shared["stop_points"] = stop_points(spec, math.ceil(steps_max / every))
 
     try:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,

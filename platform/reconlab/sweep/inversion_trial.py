@@ -5,7 +5,9 @@ Runs inside a Ray Tune worker. Trained models arrive through the object store
 (``tune.with_parameters``), never retrained per trial. A report carries a
 checkpoint (images + optimizer state), so a retried trial resumes where it
 was, once ``checkpoint_period_s`` of trial time has passed since the last one,
-and always with the last report. Each checkpoint costs ~0.25 s of Tune
+always with the last report, and with each report at which the scheduler may
+stop the trial (``shared["stop_points"]``, ASHA's rungs), so the images of a
+stopped trial are kept. Each checkpoint costs ~0.25 s of Tune
 persistence on 2 cores (``bench/sweep_overhead.py``); a period of C seconds
 bounds that cost to 0.25/C of the trial's time and the work a retry redoes to
 C seconds. Young's optimal interval sqrt(2 * 0.25 s * MTBF) is ~40 s for one
@@ -118,6 +120,7 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         x0, start, opt_state = state["x"], int(state["step"]), state["opt"]
     last: dict = {}
     last_checkpoint = time.monotonic()
+    stop_points = set(shared.get("stop_points", ()))
 
     def on_step(step, x, loss, opt):
         nonlocal last, last_checkpoint
@@ -129,7 +132,8 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         last = {"step": step, **evaluate(x, batch, model, verifier, class_means, loss)}
         if report is None:
             return
-        if time.monotonic() - last_checkpoint < cfg.checkpoint_period_s and step != cfg.steps:
+        due = time.monotonic() - last_checkpoint >= cfg.checkpoint_period_s
+        if not due and step != cfg.steps and step // cfg.report_every not in stop_points:
             report(last, None)
             return
         with tempfile.TemporaryDirectory() as tmp:

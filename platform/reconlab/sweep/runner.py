@@ -64,6 +64,16 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
+def stop_points(spec, max_t: int) -> list[int]:
+    """The reports (training_iteration) at which the sweep's scheduler may stop
+    a trial: ASHA's rungs, grace_period * reduction_factor^k below max_t. A
+    trial checkpoints there, so a stopped trial's last report has its state."""
+    if spec.scheduler.type != "asha":
+        return []
+    grace, rf = min(spec.scheduler.grace_period, max(max_t, 1)), spec.scheduler.reduction_factor
+    return [grace * rf**k for k in range(64) if grace * rf**k < max_t]
+
+
 def trial_concurrency(cpu: float, gpu: float) -> int:
     """How many trials fit on the cluster at once."""
     import ray
