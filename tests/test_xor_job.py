@@ -11,7 +11,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def xor_smoke(tmp_path_factory):
     d = tmp_path_factory.mktemp("xor")
-    p = run_job("xor_decryption.py", "--smoke-test", "--storage-path", str(d), env={"RECONLAB_XOR_KEY": ""})
+    (d / "README.md").write_text("# x\n<!-- reconlab:xor-table-i -->\nold\n<!-- /reconlab:xor-table-i -->\ntail\n")
+    p = run_job("xor_decryption.py", "--smoke-test", "--storage-path", str(d), "--readme", str(d / "README.md"),
+                env={"RECONLAB_XOR_KEY": ""})
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return d, p
 
@@ -25,6 +27,16 @@ def test_smoke_prints_table_one_with_the_papers_numbers(xor_smoke):
         assert row in out, row
     assert "noise-free keystream oracle from one known pair is exact: MET" in out
     assert "mlflow ui --host 127.0.0.1" in out
+
+
+def test_smoke_writes_table_one_into_the_readme_block(xor_smoke):
+    d, p = xor_smoke
+    text = (d / "README.md").read_text()
+    block = text.split("<!-- reconlab:xor-table-i -->\n")[1].split("<!-- /reconlab:xor-table-i -->")[0]
+    assert text.startswith("# x\n") and text.endswith("<!-- /reconlab:xor-table-i -->\ntail\n")
+    assert "old" not in block and block.startswith("| method | PSNR 0 |")
+    assert block.split("\n\n<sub>")[0] in p.stdout  # the table the job printed
+    assert "| U-Net (CTR) |" in block and "<sub>Written by jobs/xor_decryption.py" in block
 
 
 def test_smoke_leaves_one_finished_run_per_trial_with_curve_figure_and_model(xor_smoke):

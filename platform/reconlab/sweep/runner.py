@@ -58,7 +58,7 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         # A local runtime is this job's alone, so its workers compute at the
         # driver's priority: at Ray's default niceness (15) they yield to any
         # other process, and Ray Train ran 0.77-0.89x a bare PyTorch loop on
-        # 2 cores (0.89-0.98x at 0; bench/xor_throughput.py).
+        # 2 cores (0.87-0.98x at 0; bench/xor_throughput.py).
         os.environ.setdefault("RAY_worker_niceness", "0")
         # address="local": always a fresh runtime, never a stray `ray start` cluster
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)

@@ -128,10 +128,13 @@ def main(argv=None) -> int:
         from reconlab import readme
 
         # no command line: a --tracking-uri may carry credentials
-        readme.write_block(args.readme, README_NAME, f"{markdown_table(rows, columns)}\n\n"
-                           f"<sub>Written by jobs/xor_decryption.py on {time.strftime('%Y-%m-%d')}: search space "
-                           f"'{os.path.basename(spec.source)}', dataset '{ds.name}' ({len(ds.x_test)} test "
-                           f"images), {len(grid)} trials, sweep run {sweep.run_id}.</sub>")
+        block = (f"{markdown_table(rows, columns)}\n\n<sub>Written by jobs/xor_decryption.py on "
+                 f"{time.strftime('%Y-%m-%d')}: search space '{os.path.basename(spec.source)}', dataset '{ds.name}' "
+                 f"({len(ds.x_test)} test images), {len(grid)} trials, sweep run {sweep.run_id}.</sub>")
+        try:
+            readme.write_block(args.readme, README_NAME, block)
+        except InputError as e:  # the file changed during the run: a runtime failure, the results are in MLflow
+            raise RuntimeError(f"Table I not written: {e}") from None
         print(f"Table I written into {args.readme}")
     print_ui_hint(uri)
     return 0
