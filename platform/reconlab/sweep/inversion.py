@@ -76,11 +76,12 @@ def main(argv=None) -> int:
     steps_max = (spec.search["steps"]["high"] if "steps" in spec.search
                  else spec.fixed.get("steps", InversionTrialConfig.steps))
     every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
-    shared["stop_points"] = stop_points(spec, math.ceil(steps_max / every))
+    max_t = math.ceil(steps_max / every)  # reports of the longest trial
+    shared["stop_points"] = stop_points(spec, max_t)
 
     try:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=math.ceil(steps_max / every), artifacts=artifacts_of,
+                         metric_keys=METRICS, max_t=max_t, artifacts=artifacts_of,
                          max_failures=args.max_failures)
         rows, best = summarize(grid, spec, variants)
         finish_parent(c, sweep.run_id, rows, best, grid, spec)

@@ -70,8 +70,13 @@ def stop_points(spec, max_t: int) -> list[int]:
     trial checkpoints there, so a stopped trial's last report has its state."""
     if spec.scheduler.type != "asha":
         return []
-    grace, rf = min(spec.scheduler.grace_period, max(max_t, 1)), spec.scheduler.reduction_factor
+    grace, rf = asha_grace(spec, max_t), spec.scheduler.reduction_factor
     return [grace * rf**k for k in range(64) if grace * rf**k < max_t]
+
+
+def asha_grace(spec, max_t: int) -> int:
+    """ASHA's grace period, capped at max_t (a short sweep still gets a rung)."""
+    return min(spec.scheduler.grace_period, max(max_t, 1))
 
 
 def trial_concurrency(cpu: float, gpu: float) -> int:
@@ -157,7 +162,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     else:
         if spec.scheduler.type == "asha":
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(max_t, 1),
-                                      grace_period=min(spec.scheduler.grace_period, max(max_t, 1)),
+                                      grace_period=asha_grace(spec, max_t),
                                       reduction_factor=spec.scheduler.reduction_factor)
         else:
             scheduler = FIFOScheduler()

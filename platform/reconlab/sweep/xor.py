@@ -10,7 +10,7 @@ import math
 import os
 import time
 
-from reconlab import tracking
+from reconlab import readme, tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
@@ -79,8 +79,6 @@ def main(argv=None) -> int:
         spec = dataclasses.replace(spec, fixed={**spec.fixed, "num_workers": args.num_workers})
     modes_noises = settings(spec)
     if args.readme:
-        from reconlab import readme
-
         readme.check(args.readme, README_NAME)
     op = XorAES.from_seed(spec.seed)  # a bad $RECONLAB_XOR_KEY fails here, before Ray
     ds = load_dataset(spec.dataset, args.data_root)
@@ -125,8 +123,6 @@ def main(argv=None) -> int:
         print(f"- {v}")
     print(f"\n{len(grid)} trials in {time.time() - t_start:.0f}s; MLflow experiment '{experiment}' at {uri}")
     if args.readme:
-        from reconlab import readme
-
         # no command line: a --tracking-uri may carry credentials
         block = (f"{markdown_table(rows, columns)}\n\n<sub>Written by jobs/xor_decryption.py on "
                  f"{time.strftime('%Y-%m-%d')}: search space '{os.path.basename(spec.source)}', dataset '{ds.name}' "
