@@ -292,3 +292,51 @@ def test_stop_points_are_ashas_rungs():
     assert stop_points(spec, 20) == [2, 6, 18]
     assert stop_points(spec, 18) == [2, 6]
     assert stop_points(dataclasses.replace(spec, scheduler=SchedulerSpec(type="fifo")), 20) == []
+
+
+def test_best_result_breaks_ties_by_trial_id_whatever_the_order():
+    """A resumed sweep lists its trials in another order; the best (and the
+    best.* params logged on the parent, which MLflow will not change) must not
+    depend on it. Ties go to the lowest trial id; mode min flips the sign."""
+    import itertools
+    from types import SimpleNamespace
+
+    from reconlab.sweep.runner import best_result
+
+    rs = [SimpleNamespace(metrics={"acc": a, "trial_id": t}) for a, t in
+          [(0.5, "t_00003"), (0.9, "t_00002"), (0.9, "t_00001"), (0.1, "t_00000"), (0.9, "t_00004")]]
+    for perm in itertools.permutations(rs):
+        assert best_result(perm, "acc", "max").metrics["trial_id"] == "t_00001"
+        assert best_result(perm, "acc", "min").metrics["trial_id"] == "t_00000"
+
+
+def test_durable_study_skips_intermediate_values_without_changing_tpe(tmp_path):
+    """The SQLite study (WAL mode) stores no intermediate value, one
+    transaction per report saved, and TPE still suggests exactly what Ray's
+    in-memory OptunaSearch does when it is fed every intermediate value."""
+    import sqlite3
+
+    from ray.tune.search.optuna import OptunaSearch
+
+    from reconlab.sweep.searcher import optuna_distribution, optuna_search
+
+    space = {"lr": {"type": "loguniform", "low": 1e-3, "high": 1.0}, "w": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    db = tmp_path / "optuna.db"
+    ours = optuna_search(space, "acc", "max", seed=3, storage=str(db), study_name="sweep")
+    ref = OptunaSearch(space={k: optuna_distribution(v) for k, v in space.items()}, metric="acc", mode="max",
+                       sampler=type(ours._sampler)(seed=3, n_startup_trials=ours._sampler._n_startup_trials))
+    for i in range(8):  # past TPE's start-up trials
+        a, b = ours.suggest(f"t{i}"), ref.suggest(f"t{i}")
+        assert a == b
+        for step in (1, 2, 3):
+            value = step * a["w"] / 3 - 0.1 * abs(a["lr"] - 0.05)
+            ours.on_trial_result(f"t{i}", {"acc": value, "training_iteration": step})
+            ref.on_trial_result(f"t{i}", {"acc": value, "training_iteration": step})
+        ours.on_trial_complete(f"t{i}", {"acc": value, "training_iteration": 3})
+        ref.on_trial_complete(f"t{i}", {"acc": value, "training_iteration": 3})
+    assert ours.suggest("t8") == ref.suggest("t8")
+    assert all(len(t.intermediate_values) == 3 for t in ref._ot_study.trials[:8])  # what Ray stores
+    trials = ours._ot_study.get_trials()
+    assert [t.state.name for t in trials[:8]] == ["COMPLETE"] * 8 and all(not t.intermediate_values for t in trials)
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -108,9 +108,8 @@ COLUMNS = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mea
 
 def summarize(grid, spec, variants):
     """Per classifier variant: the best trial by the sweep metric (last report)."""
-    from reconlab.sweep.runner import trials_of
+    from reconlab.sweep.runner import best_result, trials_of
 
-    sign = 1 if spec.mode == "max" else -1
     rows, best = [], {}
     for v in variants:
         cands = [r for r in grid if r.error is None and r.metrics and r.config.get("variant") == v
@@ -119,7 +118,7 @@ def summarize(grid, spec, variants):
         if not cands:
             rows.append({"variant": v, "trials": n, spec.metric: float("nan")})
             continue
-        b = max(cands, key=lambda r: sign * r.metrics[spec.metric])
+        b = best_result(cands, spec.metric, spec.mode)
         best[v] = b
         rows.append({"variant": v, "trials": n, **{k: b.metrics.get(k) for k in
                      ("verifier_acc", "verifier_conf", "ssim_class_mean")},
@@ -142,11 +141,11 @@ def findings(rows) -> list[str]:
 
 
 def finish_parent(c, run_id, rows, best, grid, spec):
-    from reconlab.sweep.runner import log_table
+    from reconlab.sweep.runner import best_result, log_table
 
     log_table(c, run_id, rows, COLUMNS, findings(rows), "summary")
     if best:
-        top = max(best.values(), key=lambda r: (1 if spec.mode == "max" else -1) * r.metrics[spec.metric])
+        top = best_result(best.values(), spec.metric, spec.mode)
         c.log_batch(run_id, params=tracking.params_of({f"best.{k}": v for k, v in top.config.items()}),
                     metrics=tracking.metrics_of({f"best_{spec.metric}": top.metrics[spec.metric]}, 0))
     for v, r in best.items():

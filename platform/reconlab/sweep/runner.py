@@ -135,6 +135,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     ``tracking.trial_ref``."""
     from ray import tune
     from ray.exceptions import RayActorError
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from reconlab.spool import SPOOL_FILE, Spool
@@ -142,6 +143,10 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
 
     # save the experiment state every few seconds, so a killed driver redoes little
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune's own result files: the CSV and JSON that its ResultGrid reads, not
+    # the TensorBoard events (MLflow holds every metric; writing and flushing
+    # them was most of the driver's time per result)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     res = spec.resources_per_trial
     resources = {"cpu": res.cpu, "gpu": res.gpu}
     if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
@@ -151,7 +156,8 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     tracking.register_spool(spool)
     storage, name = os.path.split(sweep.tune_dir)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, callbacks=[tracking.trial_callback(spool.path, metric_keys)],
+        name=name, storage_path=storage,
+        callbacks=[tracking.trial_callback(spool.path, metric_keys), CSVLoggerCallback(), JsonLoggerCallback()],
         verbose=verbose, failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         progress_reporter=tune.CLIReporter(metric_columns=[spec.metric, "step"], max_report_frequency=30,
@@ -205,6 +211,14 @@ def trials_of(grid) -> list:
     """Every ``Trial`` of a ResultGrid's experiment, including those that never
     reported (the grid's ``Result``s carry no config or id for them)."""
     return grid._experiment_analysis.trials
+
+
+def best_result(results, metric: str, mode: str):
+    """The best of ``results`` by ``metric``; among ties, the lowest trial id.
+    Deterministic whatever order the ResultGrid lists trials in (it differs
+    after a --resume), so a resumed sweep logs the same best config."""
+    sign = 1 if mode == "max" else -1
+    return min(results, key=lambda r: (-sign * r.metrics[metric], str(r.metrics.get("trial_id", ""))))
 
 
 def outcomes(grid) -> dict[str, tuple[str, str | None]]:

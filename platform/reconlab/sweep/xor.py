@@ -184,14 +184,15 @@ def baselines(ds, op, modes_noises, seed: int) -> dict:
 
 def best_per_setting(grid, spec, modes_noises, inputs: str = "cipher") -> dict:
     """{(mode, noise): best Result by the sweep metric} among trials with these ``inputs``."""
-    sign = 1 if spec.mode == "max" else -1
+    from reconlab.sweep.runner import best_result
+
     best = {}
     for mode, noise in modes_noises:
         cands = [r for r in grid if r.error is None and r.metrics and r.config.get("mode", "ctr") == mode
                  and float(r.config.get("noise", 0.0)) == noise and r.config.get("inputs", "cipher") == inputs
                  and isinstance(r.metrics.get(spec.metric), float)]
         if cands:
-            best[(mode, noise)] = max(cands, key=lambda r: sign * r.metrics[spec.metric])
+            best[(mode, noise)] = best_result(cands, spec.metric, spec.mode)
     return best
 
 
