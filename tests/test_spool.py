@@ -134,3 +134,37 @@ def test_sync_bad_path_is_bad_input(tmp_path):
     (tmp_path / "x.jsonl").write_text("{}\n")
     p = reconlab("sync", str(tmp_path / "x.jsonl"))
     assert p.returncode == 2 and "not a reconlab spool" in p.stderr
+
+
+def test_a_round_sends_each_run_s_points_in_one_call_and_a_retried_run_runs_again(sweep):
+    d, uri, c, exp, parent = sweep
+    s = spool.Spool(str(d / spool.SPOOL_FILE), uri, exp, parent, "acc", batch_s=3600)  # a round only on flush
+    calls = []
+    send = s.client.log_batch
+    s.client.log_batch = lambda run_id, **kw: (calls.append((run_id, kw)), send(run_id, **kw))[1]
+    for t in ("a", "b"):
+        s.start(t, f"trial_{t}", {"lr": 0.1}, "fn")
+    for step in (1, 2, 3, 4):
+        for t in ("a", "b"):
+            s.metrics(t, step, {"acc": step / 10, "loss": 1.0 / step})
+    s.end("a", "FAILED", "worker died")
+    s.start("a", "trial_a", {"lr": 0.1}, "fn")  # retried: its run must be RUNNING again
+    assert s.flush(60)
+    s.close()
+    assert sorted(run_id for run_id, _ in calls) == sorted({run_id for run_id, _ in calls})  # one call a run
+    assert all(kw["params"] and kw["metrics"] for _, kw in calls)
+    runs = trial_runs(c, exp, parent)
+    assert {t: r.info.status for t, r in runs.items()} == {"a": "RUNNING", "b": "RUNNING"}
+    for r in runs.values():
+        assert history(c, r.info.run_id) == [1, 2, 3, 4] and history(c, r.info.run_id, "loss") == [1, 2, 3, 4]
+        assert r.data.params == {"lr": "0.1"}
+
+
+def test_a_round_with_only_a_start_still_logs_the_params(sweep):
+    d, uri, c, exp, parent = sweep
+    s = spool.Spool(str(d / spool.SPOOL_FILE), uri, exp, parent, "acc")
+    s.start("t", "trial_t", {"lr": 0.1, "seed": 3}, "fn")
+    assert s.flush(60)
+    s.close()
+    (r,) = trial_runs(c, exp, parent).values()
+    assert r.data.params == {"lr": "0.1", "seed": "3"} and r.info.status == "RUNNING"

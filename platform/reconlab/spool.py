@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 SPOOL_FILE = "mlflow_spool.jsonl"
 TAG_ORPHAN = "reconlab.orphan"
 RETRY_WAIT_S = (0.5, 1, 2, 4, 8)  # then every 8 s
+# Delivery runs in rounds this far apart: the lines queued meanwhile go in
+# one round, each run's metric points in one call. The store lags the sweep
+# by at most this much, and the driver's CPU per trial (which a one-at-a-time
+# trial on every core pays for) falls with the number of calls.
+BATCH_S = 1.0
+MAX_ENTRIES_PER_BATCH = 1000  # MLflow's log_batch limits: entries in all, and params among them
+MAX_PARAMS_PER_BATCH = 100
 # MLflow error codes that mean "try again later" (anything that is not an
 # MlflowException, e.g. a refused connection, counts as one too)
 TRANSIENT = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED",
@@ -80,8 +87,10 @@ class Spool:
     """
 
     def __init__(self, path: str, uri: str, exp_id: str, parent_run_id: str, step_key: str,
-                 artifacts: Callable[[dict], dict[str, bytes]] | None = None, deliver: bool = True):
+                 artifacts: Callable[[dict], dict[str, bytes]] | None = None, deliver: bool = True,
+                 batch_s: float = BATCH_S):
         self.path, self.uri, self.exp_id, self.parent = path, uri, exp_id, parent_run_id
+        self.batch_s = batch_s
         self.step_key, self.artifacts = step_key, artifacts
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         existed = os.path.exists(path)
@@ -97,12 +106,17 @@ class Spool:
             self.append({"op": "header", "uri": uri, "exp_id": exp_id, "parent": parent_run_id, "step_key": step_key,
                          "artifacts": f"{artifacts.__module__}:{artifacts.__qualname__}" if artifacts else None})
         self.run_ids: dict[str, str] = {}
+        self.created: set[str] = set()  # runs this process created and has not started yet
+        self._params_due: dict[str, list] = {}  # run id -> params to send with its next points
+        self._old_trials = {op["trial"] for op in lines if op and "trial" in op}  # may have runs already
+        self._failed = False  # a call failed: it may have landed, so search before creating
         self.last_step: dict[str, int] = {}
         self.errors: list[str] = []
         self.waiting_since: float | None = None  # set while the tracking store is unreachable
         self._client = None
         self._saved_done = self.done
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by flush: deliver now instead of after batch_s
         self._t = None
         if deliver:
             self._t = threading.Thread(target=self._run, name="reconlab-spool", daemon=True)
@@ -154,31 +168,40 @@ class Spool:
         self._saved_done = self.done
 
     def _run(self) -> None:
-        last_save = time.monotonic()
         while not self._stop.is_set():
-            try:
-                op = self._q.get(timeout=0.5)
-            except queue.Empty:
+            self._wake.wait(self.batch_s)
+            self._wake.clear()
+            ops = self._take()
+            if not ops:
                 self._save_done()
                 continue
             try:
-                if not self._deliver(op):
-                    return  # closing while the store is away: the line stays for the next run
-                self.done += 1
+                if not self._deliver(ops):
+                    return  # closing while the store is away: the lines stay for the next run
+                self.done += len(ops)
             finally:
-                self._q.task_done()
-            if time.monotonic() - last_save > 1.0 or self._q.empty():
-                self._save_done()
-                last_save = time.monotonic()
+                for _ in ops:
+                    self._q.task_done()
+            self._save_done()
 
-    def _deliver(self, op: dict | None) -> bool:
-        """Apply one line, retrying while the store is unreachable; False if
-        the spool was closed before the line could be delivered."""
+    def _take(self) -> list:
+        """Every line queued now, in order (one delivery round)."""
+        ops = []
+        while True:
+            try:
+                ops.append(self._q.get_nowait())
+            except queue.Empty:
+                return ops
+
+    def _deliver(self, ops: list) -> bool:
+        """Apply one round of lines, retrying while the store is unreachable;
+        False if the spool was closed before they could be delivered. A
+        round the store refuses for good is applied line by line, so only the
+        offending line is skipped."""
         tries = 0
         while True:
             try:
-                if op is not None:
-                    self.apply(op)
+                self.apply_all(ops)
                 if self.waiting_since is not None:
                     tracking.announce(f"tracking store is back after {time.time() - self.waiting_since:.0f}s; "
                                       f"delivering {self.pending()} spooled writes")
@@ -186,12 +209,16 @@ class Spool:
                 return True
             except Exception as e:
                 if not transient(e):
+                    if len(ops) > 1:
+                        return all(self._deliver([op]) for op in ops)
+                    op = ops[0] or {}
                     self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {e}"[:500])
                     log.warning("tracking write skipped: %s", e)
                     return True
                 # a call that failed may still have landed: ask the store
                 # again for each run's last step before sending more points
                 self.last_step.clear()
+                self._failed = True
                 if self.waiting_since is None:
                     self.waiting_since = time.time()
                     tracking.announce(f"tracking store unreachable ({type(e).__name__}); spooling to {self.path}")
@@ -199,23 +226,55 @@ class Spool:
                     return False
                 tries += 1
 
+    def apply_all(self, ops: list) -> None:
+        """Apply lines in order, with the metric points of each run coalesced
+        into as few ``log_batch`` calls as MLflow allows, with its params: a
+        trial's start and the reports that queued up during one round cost one
+        call, not one each. A run's buffered points are sent before its end."""
+        from mlflow.entities import Metric
+
+        points: dict[str, list] = {}
+        for op in ops:
+            if op is None or op["op"] == "header":
+                continue
+            run_id = self._run_for(op)
+            if op["op"] == "metrics":
+                step = int(op["step"])
+                if step > self._last_step(run_id):
+                    points.setdefault(run_id, []).extend(
+                        Metric(k, float(v), int(op["ts"]), step) for k, v in op["values"].items())
+                    self.last_step[run_id] = step
+            else:
+                if op["op"] == "end":
+                    self._send(run_id, points.pop(run_id, []))
+                self.apply(op)
+        for run_id in {*points, *self._params_due}:  # nothing is left for a later round
+            self._send(run_id, points.get(run_id, []))
+
+    def _send(self, run_id: str, metrics: list) -> None:
+        """The run's params not yet logged and ``metrics``, in as few calls as
+        MLflow's limits allow."""
+        params = self._params_due.pop(run_id, [])
+        try:
+            while params or metrics:
+                p = params[:MAX_PARAMS_PER_BATCH]
+                m = metrics[:MAX_ENTRIES_PER_BATCH - len(p)]
+                self.client.log_batch(run_id, metrics=m, params=p)
+                params, metrics = params[len(p):], metrics[len(m):]
+        finally:
+            if params:  # a failed call: what it may not have logged goes again
+                self._params_due[run_id] = params
+
     def apply(self, op: dict) -> None:
+        """A ``start`` or ``end`` line (``apply_all`` takes the metrics)."""
         kind = op["op"]
-        if kind == "header":
-            return
         c = self.client
         run_id = self._run_for(op)
         if kind == "start":
-            if c.get_run(run_id).info.status != "RUNNING":
+            if run_id in self.created:
+                self.created.discard(run_id)  # just created: RUNNING already
+            elif c.get_run(run_id).info.status != "RUNNING":
                 c.update_run(run_id, status="RUNNING")  # a retried or resumed trial continues its run
-        elif kind == "metrics":
-            step = int(op["step"])
-            if step <= self._last_step(run_id):
-                return
-            from mlflow.entities import Metric
-
-            c.log_batch(run_id, metrics=[Metric(k, float(v), int(op["ts"]), step) for k, v in op["values"].items()])
-            self.last_step[run_id] = step
         elif kind == "end":
             if self.artifacts is not None and op["status"] == "FINISHED":
                 for name, data in self._render(op).items():
@@ -235,12 +294,17 @@ class Spool:
             return {}
 
     def _run_for(self, op: dict) -> str:
+        """The trial's run: found, or created. Only a trial this spool held
+        lines of when it opened, or any trial after a failed call (which may
+        have landed), can have a run already; the others skip the search."""
         tid = op["trial"]
         if tid in self.run_ids:
             return self.run_ids[tid]
         c = self.client
-        found = tracking.find_runs(c, self.exp_id, {tracking.TAG_TRIAL: tid, tracking.TAG_PARENT: self.parent},
-                                   max_results=1)
+        found = None
+        if tid in self._old_trials or self._failed:
+            found = tracking.find_runs(c, self.exp_id, {tracking.TAG_TRIAL: tid, tracking.TAG_PARENT: self.parent},
+                                       max_results=1)
         if found:
             run_id = found[0].info.run_id
         else:
@@ -248,11 +312,13 @@ class Spool:
                 tracking.TAG_PARENT: self.parent, tracking.TAG_TRIAL: tid,
                 "reconlab.trainable": op.get("trainable", "")})
             run_id = run.info.run_id
+            self.created.add(run_id)  # new, RUNNING and without points: nothing to ask the store
+            self.last_step.setdefault(run_id, -1)
         from mlflow.entities import Param
 
-        params = [Param(k, v) for k, v in (op.get("params") or {}).items()]
-        if params:  # again for a found run: its creator may have died before logging them
-            c.log_batch(run_id, params=params)
+        # sent with the run's first points (again for a found run: its creator
+        # may have died before logging them)
+        self._params_due[run_id] = [Param(k, v) for k, v in (op.get("params") or {}).items()]
         self.run_ids[tid] = run_id
         return run_id
 
@@ -269,6 +335,7 @@ class Spool:
         """Wait until every line is delivered (True) or ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.pending():
+            self._wake.set()
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
@@ -277,6 +344,7 @@ class Spool:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._t is not None:
             self._t.join(timeout=30)
         self._save_done()
