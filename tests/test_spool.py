@@ -168,3 +168,33 @@ def test_a_round_with_only_a_start_still_logs_the_params(sweep):
     s.close()
     (r,) = trial_runs(c, exp, parent).values()
     assert r.data.params == {"lr": "0.1", "seed": "3"} and r.info.status == "RUNNING"
+
+
+def test_a_line_the_store_refuses_for_good_is_skipped_alone(sweep):
+    """The round is redone line by line: the other runs' points, buffered when
+    the refusal came, still arrive."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    d, uri, c, exp, parent = sweep
+    s = spool.Spool(str(d / spool.SPOOL_FILE), uri, exp, parent, "acc", batch_s=3600)
+    end = s.client.set_terminated
+
+    def refuse_a(run_id, status=None):
+        if run_id == s.run_ids.get("a"):
+            raise MlflowException("refused", error_code=INVALID_PARAMETER_VALUE)
+        return end(run_id, status=status)
+
+    s.client.set_terminated = refuse_a
+    for t in ("a", "b"):
+        s.start(t, f"trial_{t}", {"lr": 0.1}, "fn")
+        for step in STEPS:
+            s.metrics(t, step, {"acc": step / 10})
+    s.end("a", "FINISHED", None)
+    s.end("b", "FINISHED", None)
+    assert s.flush(60)
+    s.close()
+    assert len(s.errors) == 1 and s.errors[0].startswith("end a: ")
+    runs = trial_runs(c, exp, parent)
+    assert {t: r.info.status for t, r in runs.items()} == {"a": "RUNNING", "b": "FINISHED"}
+    assert all(history(c, r.info.run_id) == STEPS for r in runs.values())

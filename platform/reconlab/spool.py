@@ -208,6 +208,10 @@ class Spool:
                 self.waiting_since = None
                 return True
             except Exception as e:
+                # a call that failed may still have landed, and the round's
+                # points may not: ask the store again for each run's last step
+                self.last_step.clear()
+                self._failed = True
                 if not transient(e):
                     if len(ops) > 1:
                         return all(self._deliver([op]) for op in ops)
@@ -215,10 +219,6 @@ class Spool:
                     self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {e}"[:500])
                     log.warning("tracking write skipped: %s", e)
                     return True
-                # a call that failed may still have landed: ask the store
-                # again for each run's last step before sending more points
-                self.last_step.clear()
-                self._failed = True
                 if self.waiting_since is None:
                     self.waiting_since = time.time()
                     tracking.announce(f"tracking store unreachable ({type(e).__name__}); spooling to {self.path}")
