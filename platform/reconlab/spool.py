@@ -3,15 +3,18 @@
 The Tune driver never writes a trial's run directly. Each callback appends one
 JSON line to ``<tune dir>/mlflow_spool.jsonl`` and returns; the write reaches
 the OS before the callback returns, so a SIGKILL of the driver loses nothing
-Tune has seen. One background thread delivers the lines in order. When the
-tracking server is away it waits and retries the same line (trials keep
+Tune has seen. One background thread delivers the lines in order, in rounds
+(``BATCH_S`` apart), a run's params and queued points in one call. When the
+tracking server is away it waits and retries the same round (trials keep
 running, the spool grows); a resumed sweep, or ``reconlab sync``, delivers
 whatever is left.
 
 Every operation is idempotent, so a line delivered twice (a crash between
 delivery and the bookkeeping in ``<spool>.done``) changes nothing:
 
-- a trial's run is found by (parent run, trial id) before one is created;
+- a trial's run is found by (parent run, trial id) before one is created,
+  wherever one may exist (a trial of an earlier process, or any trial after
+  a failed call);
 - metric points carry the trial's step, and a point at or below the last step
   the run already holds is skipped. That also drops the steps a retried trial
   redoes after restoring its checkpoint: its history stays gap- and
