@@ -151,18 +151,17 @@ def _spool(pattern: str) -> str | None:
     return found[0] if found else None
 
 
-def wait_for_new_spool_lines(p, pattern: str, timeout: float = 300) -> str | None:
-    """Wait until this attempt of the job has added to the sweep's spool (its
-    trials run); None if the job ended first."""
+def wait_for_new_spool_lines(p, pattern: str, n: int = 1, timeout: float = 300) -> str | None:
+    """Wait until this attempt of the job has added ``n`` lines to the sweep's
+    spool (its trials run); None if the job ended first."""
     start = None
     t0 = time.time()
     while p.poll() is None and time.time() - t0 < timeout:
         s = _spool(pattern)
         if s is not None:
-            n = line_count(s)
             if start is None:
-                start = n
-            elif n > start:
+                start = line_count(s)
+            elif line_count(s) - start >= n:
                 return s
         time.sleep(0.2)
     return None
