@@ -128,7 +128,7 @@ def sweep(shared, n, fix, *, cpu, gpu, threads, tmp, name):
                      search={"lr": {"type": "loguniform", "low": 0.01, "high": 0.2},
                              "tv_weight": {"type": "loguniform", "low": 1e-4, "high": 0.1},
                              "l2_weight": {"type": "loguniform", "low": 1e-4, "high": 0.01}})
-    log = os.path.join(tmp, "starts.jsonl")
+    log = os.path.join(tmp, "trials.jsonl")
     run = start_parent(c, exp, spec, storage_dir=tmp, resume=False, extra_params={})
     grid = run_tuner(spec, tune.with_parameters(stamped(log), shared={**shared, "threads": threads}), sweep=run,
                      uri=uri, metric_keys=METRICS, max_t=1, verbose=0)
