@@ -16,9 +16,9 @@ Figures (ratios and differences measured in one run, never absolute seconds):
    median is the figure. Each loop runs in a new process (torch imported and
    the models loaded before its clock starts), so its first trial pays the
    same first-call warm-up (~1 s: kernels, allocator, thread pool) as the
-   sweep's first trial in its new worker. Each sweep starts its own Ray runtime; ``ray.init``
-   is shown apart, and so is creating the MLflow store, which the job does
-   once, before it trains. The trials stamp when they enter and leave the
+   sweep's first trial in its new worker. Each sweep starts its own Ray
+   runtime; ``ray.init`` is shown apart, and so is creating the MLflow store,
+   which the job does once, before it trains. The trials stamp when they enter and leave the
    worker, which splits the overhead into start-up (sweep start to the first
    trial running: the Tuner, the first trial's process importing torch and
    Ray Tune), the gaps between trials, the tail (last trial to the sweep's

@@ -250,7 +250,7 @@ class Spool:
             else:
                 if op["op"] == "end":
                     self._send(run_id, points.pop(run_id, []))
-                self.apply(op)
+                self.apply(op, run_id)
         for run_id in {*points, *self._params_due}:  # nothing is left for a later round
             self._send(run_id, points.get(run_id, []))
 
@@ -268,11 +268,11 @@ class Spool:
             if params:  # a failed call: what it may not have logged goes again
                 self._params_due[run_id] = params
 
-    def apply(self, op: dict) -> None:
-        """A ``start`` or ``end`` line (``apply_all`` takes the metrics)."""
+    def apply(self, op: dict, run_id: str) -> None:
+        """A ``start`` or ``end`` line of the run ``run_id`` (``apply_all``
+        takes the metrics)."""
         kind = op["op"]
         c = self.client
-        run_id = self._run_for(op)
         if kind == "start":
             if run_id in self.created:
                 self.created.discard(run_id)  # just created: RUNNING already
