@@ -101,7 +101,7 @@ def tracking_store(tmp):
 
     uri = f"sqlite:///{tmp}/mlflow.db"
     c = tracking.client(uri)
-    return uri, c, tracking.experiment_id(c, "bench"), time.perf_counter() - t
+    return uri, c, tracking.experiment_id(c, "bench", storage_dir=tmp, uri=uri), time.perf_counter() - t
 
 
 def sweep(shared, n, fix, *, cpu, gpu, threads, tmp, name):
@@ -129,10 +129,9 @@ def sweep(shared, n, fix, *, cpu, gpu, threads, tmp, name):
                              "tv_weight": {"type": "loguniform", "low": 1e-4, "high": 0.1},
                              "l2_weight": {"type": "loguniform", "low": 1e-4, "high": 0.01}})
     log = os.path.join(tmp, "trials.jsonl")
-    run = start_parent(c, exp, spec, storage_dir=tmp, resume=False, extra_params={})
+    run = start_parent(c, exp, spec, storage_dir=tmp, resumed=None, extra_params={})
     grid = run_tuner(spec, tune.with_parameters(stamped(log), shared={**shared, "threads": threads}), sweep=run,
                      uri=uri, metric_keys=METRICS, max_t=1, verbose=0)
-    c.set_terminated(run.run_id, "FINISHED")
     wall = time.perf_counter() - t_start
     ray.shutdown()
     assert len(grid) == n and not grid.errors, grid.errors

@@ -167,8 +167,8 @@ def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp
     request.addfinalizer(ray.shutdown)  # leave no Ray runtime in the test process
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     c = tracking.client(uri)
-    exp = tracking.experiment_id(c, "diverge")
-    sweep = start_parent(c, exp, spec, storage_dir=str(tmp_path), resume=False, extra_params={})
+    exp = tracking.experiment_id(c, "diverge", storage_dir=str(tmp_path), uri=uri)
+    sweep = start_parent(c, exp, spec, storage_dir=str(tmp_path), resumed=None, extra_params={})
     grid = run_tuner(spec, descend, sweep=sweep, uri=uri, metric_keys=["score", "loss"], max_t=10, verbose=0)
     assert len(grid) == 8 and not grid.errors
     runs = {r.data.tags[tracking.TAG_TRIAL]: r for r in

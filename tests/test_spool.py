@@ -17,7 +17,7 @@ STEPS = [1, 2, 3]
 def sweep(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     c = tracking.client(uri)
-    exp = tracking.experiment_id(c, "spool")
+    exp = tracking.experiment_id(c, "spool", storage_dir=str(tmp_path), uri=uri)
     parent = c.create_run(exp, tags={tracking.TAG_SWEEP: "s"}).info.run_id
     return tmp_path, uri, c, exp, parent
 

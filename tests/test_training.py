@@ -39,7 +39,7 @@ def test_training_run_is_logged_and_reused(ray_local, tmp_path, digits):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     c = tracking.client(uri)
-    exp = tracking.experiment_id(c, "t")
+    exp = tracking.experiment_id(c, "t", storage_dir=str(tmp_path), uri=uri)
     spec = dataclasses.replace(VARIANTS["adam_fgsm"], epochs=2)
     meta, state, run_id = ensure_classifier(c, exp, "adam_fgsm", spec, dataset=digits, data_root=None, uri=uri,
                                             storage_dir=str(tmp_path), log=lambda m: None)

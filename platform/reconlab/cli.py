@@ -63,14 +63,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def sync(argv: list[str]) -> int:
     """Deliver every sweep spool under the given directories (default: the
-    results directory) to its MLflow store, or to ``--tracking-uri``."""
+    results directory) to an MLflow store: ``--tracking-uri``, else
+    ``$MLFLOW_TRACKING_URI``, else the SQLite store of the storage directory
+    the spool lies in. The store a spool's header names is only compared,
+    never contacted: a spool written for another store is refused unless
+    ``--retarget``."""
     import os
 
     from reconlab import spool, tracking
 
     p = _Parser(prog="reconlab sync", description=sync.__doc__, allow_abbrev=False)
     p.add_argument("paths", nargs="*", help="spool files, Tune experiment dirs or storage dirs")
-    p.add_argument("--tracking-uri", help="deliver here instead of the store each spool names")
+    p.add_argument("--tracking-uri", help="the store to deliver to (default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///<storage dir>/mlflow.db of each spool)")
+    p.add_argument("--retarget", action="store_true",
+                   help="deliver a spool written for another store to this one anyway")
     p.add_argument("--timeout", type=float, default=600, help="seconds to keep retrying an unreachable store")
     a = p.parse_args(argv)
     paths = a.paths or [tracking.results_dir()]
@@ -84,7 +91,10 @@ def sync(argv: list[str]) -> int:
             raise InputError("no such file or directory", key="path", value=path)
     left_total = 0
     for s in spools:
-        delivered, left = spool.sync(s, a.tracking_uri, timeout=a.timeout)
+        uri = a.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+            "sqlite:///" + os.path.join(spool.storage_root(s), "mlflow.db")
+        tracking.check_tracking_uri(uri)
+        delivered, left = spool.sync(s, uri, retarget=a.retarget, timeout=a.timeout)
         left_total += left
         print(f"{s}: {delivered} delivered, {left} left")
     if not spools:

@@ -21,24 +21,44 @@ delivery and the bookkeeping in ``<spool>.done``) changes nothing:
   duplicate-free;
 - tags, artifacts and the final status overwrite with the same values.
 
-Line format: ``{"op": "header"|"start"|"metrics"|"end", ...}``; see ``Spool``.
+Line format: ``{"op": "header"|"start"|"metrics"|"end"|"parent_log"|"parent_artifact"|"parent_end", ...}``;
+see ``Spool``. The sweep's parent run is written through the spool too
+(``ParentLog``), so a store that is away at the end of a sweep leaves nothing
+RUNNING that ``reconlab sync`` cannot finish.
+
+A spool file is data, never code: its header names an artifact renderer from
+``RENDERERS`` (not an importable path), every line is checked before it is
+applied, the files it refers to must lie under the sweep's storage
+directory, and ``reconlab sync`` delivers to the store the user names, never
+to one a spool names. One driver at a time holds a spool (``SpoolLock``, an
+exclusive ``flock``): a second one stops with exit 2 naming the holder's pid.
+
+Durability: each line reaches the OS in whole (``os.write`` looped over short
+writes) before the callback returns, which survives a SIGKILL of the driver;
+a trial's end and the parent's end are also ``fdatasync``ed, so those survive
+a power cut too. The other lines of a power cut may be lost.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import queue
+import re
+import tempfile
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Iterable
 
 from reconlab import tracking
+from reconlab.errors import InputError
 
 log = logging.getLogger(__name__)
 
 SPOOL_FILE = "mlflow_spool.jsonl"
+PARENT_FILES = "parent_artifacts"  # beside the spool: the bytes of the parent's spooled artifacts
 TAG_ORPHAN = "reconlab.orphan"
 RETRY_WAIT_S = (0.5, 1, 2, 4, 8)  # then every 8 s
 # Delivery runs in rounds this far apart: the lines queued meanwhile go in
@@ -60,15 +80,130 @@ def transient(e: Exception) -> bool:
     return not isinstance(e, MlflowException) or e.error_code in TRANSIENT
 
 
+# ------------------------------------------------------------ what a line may say
+
+
+def _inversion_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.inversion_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _xor_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.xor_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+# The artifact renderers a spool header may name (as ``models.BUILDERS`` names
+# model builders): a finished trial's files from its ``end`` line's ``ref``.
+RENDERERS = {"inversion": _inversion_artifacts, "xor": _xor_artifacts}
+
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_PARENT_FILE = re.compile(rf"^{PARENT_FILES}/[0-9]+\.bin$")
+
+
+def artifact_name_ok(name) -> bool:
+    return isinstance(name, str) and bool(_ARTIFACT_NAME.match(name)) and ".." not in name.split("/")
+
+
+def _scalars(d, values=(str, int, float, bool, type(None))) -> bool:
+    return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, values) for k, v in d.items())
+
+
+def check_line(op) -> str | None:
+    """What is wrong with a spool line read from disk, or None when it can be
+    applied (the right op, keys and types; a ``ref`` that is a dict)."""
+    if not isinstance(op, dict):
+        return "not an object"
+    kind = op.get("op")
+    num = (int, float)
+    trial = isinstance(op.get("trial"), str)
+    ok = {
+        "header": lambda: True,
+        "start": lambda: trial and _scalars(op.get("params") or {}),
+        "metrics": lambda: (trial and isinstance(op.get("step"), int) and isinstance(op.get("ts"), int)
+                            and _scalars(op.get("values"), num)),
+        "end": lambda: (trial and op.get("status") in ("FINISHED", "FAILED", "KILLED")
+                        and isinstance(op.get("ref", {}), dict) and isinstance(op.get("reason"), (str, type(None)))),
+        "parent_log": lambda: (_scalars(op.get("params") or {}, (str,)) and _scalars(op.get("metrics") or {}, num)
+                               and isinstance(op.get("ts"), int)),
+        "parent_artifact": lambda: (artifact_name_ok(op.get("name")) and isinstance(op.get("file"), str)
+                                    and bool(_PARENT_FILE.match(op["file"]))),
+        "parent_end": lambda: op.get("status") in ("FINISHED", "FAILED", "KILLED"),
+    }.get(kind)
+    if ok is None:
+        return f"unknown op {kind!r}"
+    return None if ok() else f"malformed {kind} line"
+
+
+def storage_root(spool_path: str) -> str:
+    """The storage directory a spool belongs to: the parent of the ``tune``
+    directory it lies in (``<storage>/tune/<sweep>/mlflow_spool.jsonl``)."""
+    d = os.path.dirname(os.path.abspath(spool_path))
+    probe = d
+    while os.path.dirname(probe) != probe:
+        if os.path.basename(probe) == "tune":
+            return os.path.dirname(probe)
+        probe = os.path.dirname(probe)
+    return d
+
+
+def _paths_in(ref: dict) -> Iterable[str]:
+    """The files a renderer opens: the trial's checkpoint, and the Train
+    checkpoint a Train-in-Tune trial reports (``checkpoint_path``)."""
+    last = ref.get("last_result") if isinstance(ref.get("last_result"), dict) else {}
+    for v in (ref.get("checkpoint"), last.get("checkpoint_path")):
+        if isinstance(v, str):
+            yield v
+
+
+class SpoolLock:
+    """An exclusive ``flock`` on ``<spool>.lock`` holding the owner's pid: one
+    driver (or ``reconlab sync``) per spool. Released when closed or when the
+    process dies, SIGKILL included."""
+
+    def __init__(self, spool_path: str):
+        self.path = spool_path + ".lock"
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise InputError(f"the sweep's spool is held by another driver or sync (pid {holder}); wait for it to "
+                             "end, or stop it", key="spool", value=spool_path) from None
+        os.ftruncate(fd, 0)
+        _write_all(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def read_lines(path: str) -> list[dict | None]:
     """Every line of a spool; ``None`` for one a kill cut short."""
     out: list[dict | None] = []
     with open(path, "rb") as f:
         for raw in f:
             try:
-                out.append(json.loads(raw))
+                op = json.loads(raw)
             except ValueError:
-                out.append(None)
+                op = None
+            if op is not None and check_line(op):
+                log.warning("spool %s: line %d skipped (%s)", path, len(out) + 1, check_line(op))
+                op = None
+            out.append(op)
     return out
 
 
@@ -84,30 +219,36 @@ def done_count(path: str) -> int:
 class Spool:
     """Append (driver thread) and deliver (background thread) tracking ops.
 
-    ``artifacts(ref)`` renders {file name: bytes} for a finished trial from the
-    ``ref`` its ``end`` line carries (checkpoint path, config, last result), so
-    a replay after a crash can still render them.
+    ``artifacts`` names a renderer in ``RENDERERS``: it turns a finished
+    trial's ``end`` line ``ref`` (checkpoint path, config, last result) into
+    {file name: bytes}, so a replay after a crash can still render them.
+    ``lock``: the ``SpoolLock`` the caller already holds (else one is taken
+    here; either way ``close`` releases it).
     """
 
     def __init__(self, path: str, uri: str, exp_id: str, parent_run_id: str, step_key: str,
-                 artifacts: Callable[[dict], dict[str, bytes]] | None = None, deliver: bool = True,
-                 batch_s: float = BATCH_S):
+                 artifacts: str | None = None, deliver: bool = True, batch_s: float = BATCH_S,
+                 lock: SpoolLock | None = None):
+        if artifacts is not None and artifacts not in RENDERERS:
+            raise InputError(f"unknown artifact renderer (known: {', '.join(RENDERERS)})", key="artifacts",
+                             value=artifacts)
         self.path, self.uri, self.exp_id, self.parent = path, uri, exp_id, parent_run_id
         self.batch_s = batch_s
         self.step_key, self.artifacts = step_key, artifacts
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.root = storage_root(path)  # files a line refers to must lie under it
+        self._lock = lock or SpoolLock(path)
         existed = os.path.exists(path)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         lines = read_lines(path) if existed else []
         if existed and os.path.getsize(path) and not self._ends_with_newline():
-            os.write(self._fd, b"\n")  # a kill cut the last line: it stays unparsable, alone
+            _write_all(self._fd, b"\n")  # a kill cut the last line: it stays unparsable, alone
         self.done = done_count(path)
         self._q: queue.Queue = queue.Queue()
         for op in lines[self.done:]:
             self._q.put(op)
-        if not existed:
-            self.append({"op": "header", "uri": uri, "exp_id": exp_id, "parent": parent_run_id, "step_key": step_key,
-                         "artifacts": f"{artifacts.__module__}:{artifacts.__qualname__}" if artifacts else None})
+        if not existed:  # the URI for a later `reconlab sync` to compare with, credentials redacted
+            self.append({"op": "header", "uri": tracking.redact(uri), "exp_id": exp_id, "parent": parent_run_id,
+                         "step_key": step_key, "artifacts": artifacts})
         self.run_ids: dict[str, str] = {}
         self.created: set[str] = set()  # runs this process created and has not started yet
         self._params_due: dict[str, list] = {}  # run id -> params to send with its next points
@@ -118,6 +259,9 @@ class Spool:
         self.waiting_since: float | None = None  # set while the tracking store is unreachable
         self._client = None
         self._saved_done = self.done
+        self._done_lock = threading.Lock()
+        self._parent_files = len([f for f in os.listdir(self._parent_dir())] if os.path.isdir(self._parent_dir())
+                                 else [])
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by flush: deliver now instead of after batch_s
         self._t = None
@@ -132,8 +276,11 @@ class Spool:
             f.seek(-1, os.SEEK_END)
             return f.read(1) == b"\n"
 
-    def append(self, op: dict) -> None:
-        os.write(self._fd, (json.dumps(op, default=str, allow_nan=True) + "\n").encode())
+    def append(self, op: dict, sync: bool = False) -> None:
+        """Write the line in whole (``sync``: also to the disk) and queue it."""
+        _write_all(self._fd, (json.dumps(op, default=str, allow_nan=True) + "\n").encode())
+        if sync:
+            os.fdatasync(self._fd)
         self._q.put(op)
 
     def start(self, trial_id: str, name: str, params: dict, trainable: str) -> None:
@@ -145,7 +292,36 @@ class Spool:
                      "values": {m.key: m.value for m in tracking.metrics_of(values, step)}})
 
     def end(self, trial_id: str, status: str, reason: str | None, ref: dict | None = None) -> None:
-        self.append({"op": "end", "trial": trial_id, "status": status, "reason": reason, "ref": ref or {}})
+        self.append({"op": "end", "trial": trial_id, "status": status, "reason": reason, "ref": ref or {}}, sync=True)
+
+    # the sweep's parent run (see ParentLog)
+
+    def _parent_dir(self) -> str:
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), PARENT_FILES)
+
+    def parent_log(self, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None) -> None:
+        self.append({"op": "parent_log", "params": params or {}, "metrics": metrics or {},
+                     "ts": int(time.time() * 1000)})
+
+    def parent_artifact(self, name: str, data: bytes) -> None:
+        """The bytes go to a numbered file beside the spool (on disk before the
+        line that names it), the line names the file and the artifact."""
+        if not artifact_name_ok(name):
+            raise ValueError(f"bad artifact name {name!r}")
+        os.makedirs(self._parent_dir(), exist_ok=True)
+        rel = f"{PARENT_FILES}/{self._parent_files}.bin"
+        self._parent_files += 1
+        fd = os.open(os.path.join(os.path.dirname(os.path.abspath(self.path)), rel),
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self.append({"op": "parent_artifact", "name": name, "file": rel})
+
+    def parent_end(self, status: str, reason: str | None = None) -> None:
+        self.append({"op": "parent_end", "status": status, "reason": reason}, sync=True)
 
     # ---------------------------------------------------------------- delivery
 
@@ -162,13 +338,20 @@ class Spool:
         return self.path + ".done"
 
     def _save_done(self) -> None:
-        if self.done == self._saved_done:
-            return
-        tmp = self._done_path() + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(self.done))
-        os.replace(tmp, self._done_path())
-        self._saved_done = self.done
+        """Atomically replace ``<spool>.done`` (a unique temp file per write:
+        the delivery thread and the driver may both save)."""
+        with self._done_lock:
+            done = self.done
+            if done == self._saved_done:
+                return
+            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(self._done_path()) + ".",
+                                       dir=os.path.dirname(os.path.abspath(self.path)))
+            try:
+                _write_all(fd, str(done).encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._done_path())
+            self._saved_done = done
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -240,6 +423,9 @@ class Spool:
         for op in ops:
             if op is None or op["op"] == "header":
                 continue
+            if op["op"].startswith("parent_"):
+                self.apply_parent(op)
+                continue
             run_id = self._run_for(op)
             if op["op"] == "metrics":
                 step = int(op["step"])
@@ -286,11 +472,46 @@ class Spool:
                 c.set_tag(run_id, "reconlab.error", str(op["reason"])[:4000])
             c.set_terminated(run_id, status=op["status"])
 
+    def apply_parent(self, op: dict) -> None:
+        """A line of the sweep's parent run (idempotent: the same params, the
+        same metric points with their time stamps, the same files)."""
+        from mlflow.entities import Metric, Param
+
+        c, kind = self.client, op["op"]
+        if kind == "parent_log":
+            params = [Param(k, v) for k, v in op["params"].items()]
+            metrics = [Metric(k, float(v), op["ts"], 0) for k, v in op["metrics"].items()]
+            for i in range(0, max(len(params), 1), MAX_PARAMS_PER_BATCH):
+                c.log_batch(self.parent, params=params[i:i + MAX_PARAMS_PER_BATCH],
+                            metrics=metrics if i == 0 else [])
+        elif kind == "parent_artifact":
+            path = os.path.join(os.path.dirname(os.path.abspath(self.path)), op["file"])
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                self.errors.append(f"parent artifact {op['name']}: {e}"[:500])
+                return
+            tracking.log_bytes(c, self.parent, data, op["name"])
+        elif kind == "parent_end":
+            if op.get("reason"):
+                c.set_tag(self.parent, "reconlab.error", str(op["reason"])[:4000])
+            c.set_terminated(self.parent, status=op["status"])
+
     def _render(self, op: dict) -> dict[str, bytes]:
         """A finished trial's artifacts; a checkpoint that is gone is a
-        warning, never a reason to hold up the spool."""
+        warning, never a reason to hold up the spool. Every path the ``ref``
+        names must lie under the storage directory."""
         try:
-            return self.artifacts(op.get("ref") or {})
+            ref = op.get("ref") or {}
+            outside = [p for p in _paths_in(ref) if not (os.path.isabs(p) and tracking.is_under(p, self.root))]
+            if outside:
+                raise ValueError(f"path outside the storage directory {self.root}: {outside[0]}")
+            files = RENDERERS[self.artifacts](ref)
+            bad = [n for n in files if not artifact_name_ok(n)]
+            if bad:
+                raise ValueError(f"bad artifact name {bad[0]!r}")
+            return files
         except Exception as e:
             self.errors.append(f"artifacts of {op['trial']}: {e}"[:500])
             log.warning("artifacts of trial %s not rendered: %s", op["trial"], e)
@@ -352,6 +573,7 @@ class Spool:
             self._t.join(timeout=30)
         self._save_done()
         os.close(self._fd)
+        self._lock.release()
 
     def reconcile(self, trials: dict[str, tuple[str, str | None]]) -> dict[str, int]:
         """After a sweep: give every trial Tune knows the status Tune gave it,
@@ -380,25 +602,29 @@ class Spool:
         return counts
 
 
-def sync(path: str, uri: str | None = None, artifacts: Callable[[dict], dict[str, bytes]] | None = None,
-         timeout: float | None = None) -> tuple[int, int]:
-    """Deliver what a spool still holds (``reconlab sync``). Returns
-    (lines delivered, lines left)."""
+def sync(path: str, uri: str, *, retarget: bool = False, timeout: float | None = None) -> tuple[int, int]:
+    """Deliver what a spool still holds to the store ``uri`` (``reconlab
+    sync``). The store the spool's header names is never contacted: it is
+    only compared with ``uri``, and a spool written for another store is
+    refused unless ``retarget``. Returns (lines delivered, lines left)."""
     if os.path.isdir(path):
         path = os.path.join(path, SPOOL_FILE)
     lines = read_lines(path)
     head = next((op for op in lines if op and op.get("op") == "header"), None)
     if head is None:
-        from reconlab.errors import InputError
-
         raise InputError("not a reconlab spool (no header line)", key="path", value=path)
-    if artifacts is None and head.get("artifacts"):
-        import importlib
-
-        module, name = head["artifacts"].split(":")
-        artifacts = getattr(importlib.import_module(module), name)
+    for key in ("exp_id", "parent", "step_key"):
+        if not isinstance(head.get(key), str):
+            raise InputError(f"spool header has no valid '{key}'", key="path", value=path)
+    if head.get("artifacts") is not None and head["artifacts"] not in RENDERERS:
+        raise InputError(f"spool names an unknown artifact renderer (known: {', '.join(RENDERERS)})",
+                         key="artifacts", value=f"{path}: {head['artifacts']}")
+    if head.get("uri") != tracking.redact(uri) and not retarget:
+        raise InputError(f"the spool was written for the store {head.get('uri')!r}, not {tracking.redact(uri)!r}; "
+                         "pass that store as --tracking-uri, or --retarget to deliver here anyway",
+                         key="path", value=path)
     before = max(len(lines) - done_count(path), 0)
-    s = Spool(path, uri or head["uri"], head["exp_id"], head["parent"], head["step_key"], artifacts)
+    s = Spool(path, uri, head["exp_id"], head["parent"], head["step_key"], head.get("artifacts"))
     s.flush(timeout)
     left = s.pending()
     s.close()
@@ -419,3 +645,83 @@ def find_spools(root: str) -> list[str]:
 def describe(result: Any) -> dict:
     """The JSON-safe scalars of a Tune result (for an ``end`` line's ``ref``)."""
     return {k: v for k, v in (result or {}).items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+# ------------------------------------------------------------ the sweep's side
+
+class ParentLog:
+    """The sweep's parent run, written through the spool: the job's summary
+    tables, best params, figures and final status wait on disk like the
+    trials' lines when the store is away."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+        self.ended = False
+
+    def log_batch(self, params: dict | None = None, metrics: dict | None = None) -> None:
+        self.spool.parent_log({p.key: p.value for p in tracking.params_of(params or {})},
+                              {m.key: m.value for m in tracking.metrics_of(metrics or {}, 0)})
+
+    def log_text(self, text: str, name: str) -> None:
+        self.spool.parent_artifact(name, text.encode())
+
+    def log_bytes(self, data: bytes, name: str) -> None:
+        self.spool.parent_artifact(name, data)
+
+    def set_terminated(self, status: str, reason: str | None = None) -> None:
+        self.spool.parent_end(status, reason)
+        self.ended = True
+
+
+_SPOOLS: dict[str, Any] = {}  # spool path -> the driver's open Spool
+
+
+def register_spool(spool) -> None:
+    _SPOOLS[spool.path] = spool
+
+
+def spool_at(path: str):
+    """The open spool registered under ``path`` (a function, so that pickled
+    callbacks refer to this module instead of carrying the registry)."""
+    return _SPOOLS[path]
+
+
+def trial_callback(spool_path: str, metric_keys: Iterable[str]):
+    """A Ray Tune callback: one MLflow child run per trial, every reported
+    step, a final status (and artifacts), all through the sweep's write-ahead
+    spool (``reconlab.spool``). It holds only the spool's path: Tune pickles
+    its callbacks into the experiment and unpickles them on restore, and the
+    open spool is looked up in this process."""
+    from ray.tune import Callback
+
+    keys = frozenset(metric_keys)
+
+    class MlflowTrials(Callback):
+        @property
+        def spool(self):
+            return spool_at(spool_path)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.spool.start(trial.trial_id, str(trial), trial.config, trial.trainable_name)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            step = int(result.get("step", result.get("training_iteration", 0)))
+            self.spool.metrics(trial.trial_id, step, {k: v for k, v in result.items() if k in keys})
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            status, reason = tracking.trial_outcome(trial.last_result, None)
+            self.spool.end(trial.trial_id, status, reason, trial_ref(trial))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.spool.end(trial.trial_id, "FAILED", tracking.error_line(trial) or "trial raised an error",
+                           trial_ref(trial))
+
+    return MlflowTrials()
+
+
+def trial_ref(trial) -> dict:
+    """What a spooled ``end`` line needs to render a trial's artifacts later:
+    its config, last result (scalars) and checkpoint path."""
+    cp = trial.checkpoint
+    return {"config": describe(trial.config), "last_result": describe(trial.last_result),
+            "checkpoint": cp.path if cp is not None else None}

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,26 +44,41 @@ def in_submitted_job() -> bool:
 
 
 def results_dir(storage_path: str | None = None) -> str:
-    """Absolute directory for local results (SQLite store, Ray results).
+    """Absolute directory for local results (SQLite store, artifacts, Ray results).
 
     ``--storage-path`` wins, then ``RECONLAB_HOME``; otherwise ``./reconlab_results``
     or, inside a submitted job, ``~/reconlab_results`` (the working directory
-    is temporary there)."""
-    if storage_path:
-        return os.path.abspath(os.path.expanduser(storage_path))
-    if os.environ.get("RECONLAB_HOME"):
-        return os.path.abspath(os.path.expanduser(os.environ["RECONLAB_HOME"]))
+    is temporary there). A URI (``s3://...``) is refused: the spool, the
+    Optuna study and Tune's state must be files that outlive the driver, so a
+    cluster shares a mounted filesystem (NFS, EFS, Filestore) instead."""
+    for key, value in (("--storage-path", storage_path), ("RECONLAB_HOME", os.environ.get("RECONLAB_HOME"))):
+        if value:
+            if _SCHEME.match(value):
+                raise InputError("a URI is not a storage directory: mount shared storage (NFS, EFS, Filestore) on "
+                                 "every node and pass its path", key=key, value=redact(value))
+            return os.path.abspath(os.path.expanduser(value))
     if in_submitted_job():
         return os.path.join(os.path.expanduser("~"), "reconlab_results")
     return os.path.abspath("reconlab_results")
 
 
-def resolve_tracking_uri(arg: str | None, storage_dir: str) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in ``storage_dir``."""
-    uri = arg or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|access_token|sslpassword)=)[^&#]*")
+
+
+def redact(uri: str) -> str:
+    """A URI fit to print, log or store: ``scheme://user:pw@host`` becomes
+    ``scheme://user:***@host`` (a bare ``token@`` becomes ``***@``), and
+    ``password=``/``token=`` query values become ``***``."""
+    if not isinstance(uri, str):
         return uri
-    return "sqlite:///" + os.path.join(storage_dir, "mlflow.db")
+
+    def userinfo(m):
+        user, sep, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user}:***@" if sep else f"{m.group(1)}***@"
+
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(userinfo, uri, count=1))
 
 
 def check_storage_dir(path: str) -> None:
@@ -74,19 +91,12 @@ def check_storage_dir(path: str) -> None:
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (exit 2) on a tracking URI that cannot work."""
+    """Fail fast (exit 2) on a tracking URI that cannot work. Every message
+    shows the URI redacted (``redact``)."""
+    shown = redact(uri)
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
-                if r.status >= 400:
-                    raise InputError(f"tracking server answered HTTP {r.status}", key="--tracking-uri", value=uri)
-        except urllib.error.HTTPError as e:
-            if e.code not in (401, 403):  # an auth-protected server is reachable
-                raise InputError(f"tracking server answered HTTP {e.code}", key="--tracking-uri", value=uri) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise InputError(f"tracking server unreachable ({reason})", key="--tracking-uri", value=uri) from None
+        check_server(uri, timeout)
     elif scheme == "sqlite":
         path = uri.split("sqlite:///", 1)[-1]
         parent = os.path.dirname(os.path.abspath(path)) or "."
@@ -94,14 +104,47 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise InputError(f"cannot create directory for the store ({e.strerror})", key="--tracking-uri",
-                             value=uri) from None
+                             value=shown) from None
         if not os.access(parent, os.W_OK):
-            raise InputError("store directory is not writable", key="--tracking-uri", value=uri)
+            raise InputError("store directory is not writable", key="--tracking-uri", value=shown)
     elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
         check_database(uri)
     elif scheme in ("file", "") and not uri.startswith("databricks"):
         raise InputError("use a sqlite:///, http(s):// or database URI (MLflow 3 refuses plain file stores)",
-                         key="--tracking-uri", value=uri)
+                         key="--tracking-uri", value=shown)
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """An http(s) tracking server answers ``/health`` (401/403 count as up).
+    Credentials in the URI go in an Authorization header, never in a message."""
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    shown = redact(uri)
+    try:
+        parts = urlsplit(uri)
+        parts.port  # raises ValueError on a malformed port
+        if not parts.hostname:
+            raise ValueError("no host")
+    except ValueError as e:
+        raise InputError(f"malformed URI ({str(e).split(':')[0]})", key="--tracking-uri", value=shown) from None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    url = parts._replace(netloc=netloc).geturl().rstrip("/") + "/health"
+    req = urllib.request.Request(url)
+    if parts.username is not None:
+        cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        req.add_header("Authorization", "Basic " + base64.b64encode(cred).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            if r.status >= 400:
+                raise InputError(f"tracking server answered HTTP {r.status}", key="--tracking-uri", value=shown)
+    except urllib.error.HTTPError as e:
+        if e.code not in (401, 403):  # an auth-protected server is reachable
+            raise InputError(f"tracking server answered HTTP {e.code}", key="--tracking-uri", value=shown) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = redact(str(getattr(e, "reason", e)))
+        raise InputError(f"tracking server unreachable ({reason})", key="--tracking-uri", value=shown) from None
 
 
 def check_database(uri: str) -> None:
@@ -114,11 +157,18 @@ def check_database(uri: str) -> None:
         with engine.connect():
             pass
     except ImportError as e:
-        raise InputError(f"database driver not installed ({e.name})", key="--tracking-uri", value=uri) from None
+        raise InputError(f"database driver not installed ({e.name})", key="--tracking-uri",
+                         value=redact(uri)) from None
     except Exception as e:
-        first = str(getattr(e, "orig", e) or e).strip().splitlines()
+        first = [redact(line).replace(_password(uri), "***") if _password(uri) else redact(line)
+                 for line in str(getattr(e, "orig", e) or e).strip().splitlines()]
         raise InputError(f"database unreachable ({first[0] if first else type(e).__name__})", key="--tracking-uri",
-                         value=uri) from None
+                         value=redact(uri)) from None
+
+
+def _password(uri: str) -> str:
+    m = _USERINFO.match(uri)
+    return m.group(2).partition(":")[2] if m else ""
 
 
 # --------------------------------------------------------------------------- client
@@ -139,17 +189,68 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(c, name: str, artifact_root: str | None = None) -> str:
+def artifact_root(uri: str, storage_dir: str, name: str) -> str | None:
+    """Where a new experiment keeps its artifacts: with a tracking server, the
+    server's artifact store (None: its default, ``mlflow-artifacts:`` when it
+    serves them); otherwise ``<storage>/artifacts/<experiment>``, never the
+    current directory (MLflow's ``./mlruns`` default)."""
+    if uri.split(":", 1)[0].lower() in ("http", "https", "databricks"):
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+    return os.path.join(storage_dir, "artifacts", safe)
+
+
+def _local_path(location: str) -> str | None:
+    """The local directory an artifact location names, or None for a remote one."""
+    if location.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(location).path)
+    return None if _SCHEME.match(location) or ":" in location.split("/", 1)[0] else location
+
+
+def volatile_dirs() -> list[str]:
+    """Directories whose contents do not outlive a job: the system temp dir,
+    Ray's, and (under ``ray job submit``) the job's working copy."""
+    dirs = [tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm", os.environ.get("RAY_TMPDIR", "")]
+    if in_submitted_job():
+        dirs.append(os.getcwd())
+    return [os.path.realpath(d) for d in dirs if d]
+
+
+def is_under(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_artifact_location(name: str, location: str, storage_dir: str) -> None:
+    """Refuse (exit 2) an experiment whose artifacts would land in a directory
+    that vanishes (a temp dir, a submitted job's working copy), unless that is
+    inside the storage directory itself."""
+    path = _local_path(location or "")
+    if path is None or is_under(path, storage_dir):
+        return
+    if not os.path.isabs(path) or any(is_under(path, d) for d in volatile_dirs()):
+        raise InputError("the experiment keeps its artifacts in a temporary or relative directory that will vanish; "
+                         "use another --experiment or --storage-path", key="--experiment",
+                         value=f"{name} (artifacts: {location})")
+    announce(f"experiment '{name}' keeps its artifacts at {location}, outside {storage_dir}")
+
+
+def experiment_id(c, name: str, *, storage_dir: str, uri: str) -> str:
+    """The experiment's id, created with its artifacts under the storage
+    directory (or on the tracking server); an existing experiment whose
+    artifacts would vanish is refused."""
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return c.create_experiment(name, artifact_location=artifact_root)
-    except Exception:  # created concurrently
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            return c.create_experiment(name, artifact_location=artifact_root(uri, storage_dir, name))
+        except Exception:  # created concurrently
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    check_artifact_location(name, exp.artifact_location, storage_dir)
+    return exp.experiment_id
 
 
 def find_runs(c, exp_id: str, tags: dict[str, str], status: str | None = None, max_results: int = 50):
@@ -239,51 +340,6 @@ def train_report_callback(uri: str, run_id: str, step_key: str = "epoch"):
 
 # --------------------------------------------------------------------------- sweeps
 
-_SPOOLS: dict[str, Any] = {}  # spool path -> the driver's open Spool
-
-
-def register_spool(spool) -> None:
-    _SPOOLS[spool.path] = spool
-
-
-def spool_at(path: str):
-    """The open spool registered under ``path`` (a function, so that pickled
-    callbacks refer to this module instead of carrying the registry)."""
-    return _SPOOLS[path]
-
-
-def trial_callback(spool_path: str, metric_keys: Iterable[str]):
-    """A Ray Tune callback: one MLflow child run per trial, every reported
-    step, a final status (and artifacts), all through the sweep's write-ahead
-    spool (``reconlab.spool``). It holds only the spool's path: Tune pickles
-    its callbacks into the experiment and unpickles them on restore, and the
-    open spool is looked up in this process."""
-    from ray.tune import Callback
-
-    keys = frozenset(metric_keys)
-
-    class MlflowTrials(Callback):
-        @property
-        def spool(self):
-            return spool_at(spool_path)
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.spool.start(trial.trial_id, str(trial), trial.config, trial.trainable_name)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            step = int(result.get("step", result.get("training_iteration", 0)))
-            self.spool.metrics(trial.trial_id, step, {k: v for k, v in result.items() if k in keys})
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            status, reason = trial_outcome(trial.last_result, None)
-            self.spool.end(trial.trial_id, status, reason, trial_ref(trial))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.spool.end(trial.trial_id, "FAILED", error_line(trial) or "trial raised an error", trial_ref(trial))
-
-    return MlflowTrials()
-
-
 DIVERGED = "diverged"  # a result key: the trial's loss went NaN/inf; its reason is under "diverged_reason"
 
 
@@ -304,16 +360,6 @@ def error_line(trial) -> str | None:
             lines = f.read().strip().splitlines()
             return lines[-1] if lines else None
     return None
-
-
-def trial_ref(trial) -> dict:
-    """What a spooled ``end`` line needs to render a trial's artifacts later:
-    its config, last result (scalars) and checkpoint path."""
-    from reconlab.spool import describe
-
-    cp = trial.checkpoint
-    return {"config": describe(trial.config), "last_result": describe(trial.last_result),
-            "checkpoint": cp.path if cp is not None else None}
 
 
 def announce(msg: str) -> None:

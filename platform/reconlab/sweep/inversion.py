@@ -43,12 +43,13 @@ def main(argv=None) -> int:
     variants = spec.strata() or [spec.fixed.get("variant", InversionTrialConfig.variant)]
     experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
 
-    # ---- Ray, classifiers, sweep
-    from reconlab.sweep.runner import init_ray, print_ui_hint, run_tuner, start_parent, stop_points
+    from reconlab.sweep.runner import (fail_parent, init_ray, open_store, print_ui_hint, run_tuner, start_parent,
+                                       stop_points)
 
+    c, exp_id, resumed = open_store(args, spec, uri, storage_dir, experiment)
+
+    # ---- Ray, classifiers, sweep
     init_ray()
-    c = tracking.client(uri)
-    exp_id = tracking.experiment_id(c, experiment)
     shared = {"models": {}, "digests": {}}
     train_ids = {}
     for v in [*variants, "verifier"]:
@@ -62,12 +63,13 @@ def main(argv=None) -> int:
         train_ids[v] = run_id
 
     from reconlab.inversion.tasks import pick_sources
-    from reconlab.sweep.inversion_trial import artifacts_of, tune_trainable
+    from reconlab.sweep.inversion_trial import tune_trainable
 
     shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
     shared["class_means"] = ds.class_means("test")
     shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
-    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resume=args.resume,
+    shared["worst"] = {"metric": spec.metric, "mode": spec.mode}
+    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed,
                          extra_params={"dataset": ds.name, "data_fingerprint": ds.fingerprint(),
                                        "smoke_test": args.smoke_test,
                                        **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}})
@@ -79,19 +81,22 @@ def main(argv=None) -> int:
     max_t = math.ceil(steps_max / every)  # reports of the longest trial
     shared["stop_points"] = stop_points(spec, max_t)
 
+    out = {}
+
+    def finish(grid, parent):
+        out["rows"], best = summarize(grid, spec, variants)
+        finish_parent(parent, out["rows"], best, grid, spec)
+
     try:
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=max_t, artifacts=artifacts_of,
+                         metric_keys=METRICS, max_t=max_t, artifacts="inversion", finish=finish,
                          max_failures=args.max_failures)
-        rows, best = summarize(grid, spec, variants)
-        finish_parent(c, sweep.run_id, rows, best, grid, spec)
     except BaseException as e:
-        c.set_tag(sweep.run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
-        c.set_terminated(sweep.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        fail_parent(sweep, e)
         raise
-    print_report(rows, spec, variants, uri, experiment, time.time() - t_start)
+    print_report(out["rows"], spec, variants, uri, experiment, time.time() - t_start)
     print_ui_hint(uri)
-    return 0
+    return 1 if sweep.undelivered else 0
 
 
 def ensure_classifier_logged(c, exp_id, variant, tspec, ds, args, uri, storage_dir, num_workers):
@@ -140,24 +145,26 @@ def findings(rows) -> list[str]:
     return out
 
 
-def finish_parent(c, run_id, rows, best, grid, spec):
+def finish_parent(parent, rows, best, grid, spec):
+    """The sweep run's results, written through the spool (``parent``: a
+    ``spool.ParentLog``)."""
     from reconlab.sweep.runner import best_result, log_table
 
-    log_table(c, run_id, rows, COLUMNS, findings(rows), "summary")
+    log_table(parent, rows, COLUMNS, findings(rows), "summary")
     if best:
         top = best_result(best.values(), spec.metric, spec.mode)
-        c.log_batch(run_id, params=tracking.params_of({f"best.{k}": v for k, v in top.config.items()}),
-                    metrics=tracking.metrics_of({f"best_{spec.metric}": top.metrics[spec.metric]}, 0))
+        parent.log_batch(params={f"best.{k}": v for k, v in top.config.items()},
+                         metrics={f"best_{spec.metric}": top.metrics[spec.metric]})
     for v, r in best.items():
-        c.log_batch(run_id, metrics=tracking.metrics_of({f"best_{spec.metric}.{v}": r.metrics[spec.metric]}, 0))
+        parent.log_batch(metrics={f"best_{spec.metric}.{v}": r.metrics[spec.metric]})
         if r.checkpoint is not None:
             from reconlab.sweep.inversion_trial import grids_from_checkpoint
 
             with r.checkpoint.as_directory() as d:
                 for name, data in grids_from_checkpoint(d, r.config.get("restarts", 4)).items():
-                    tracking.log_bytes(c, run_id, data, f"best_{v}/{name}")
-    c.log_batch(run_id, metrics=tracking.metrics_of({"trials": len(grid), "trials_failed": len(grid.errors)}, 0))
-    c.set_terminated(run_id, "FINISHED")
+                    parent.log_bytes(data, f"best_{v}/{name}")
+    parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
+    parent.set_terminated("FINISHED")
 
 
 def print_report(rows, spec, variants, uri, experiment, seconds):
@@ -169,4 +176,5 @@ def print_report(rows, spec, variants, uri, experiment, seconds):
     print()
     for f in findings(rows):
         print(f"- {f}")
-    print(f"\n{sum(r['trials'] for r in rows)} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {uri}")
+    print(f"\n{sum(r['trials'] for r in rows)} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at "
+          f"{tracking.redact(uri)}")

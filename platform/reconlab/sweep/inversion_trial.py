@@ -28,6 +28,12 @@ import torch
 INVERTIBLE = ("sgd", "adam", "adam_fgsm")
 METRICS = ("verifier_acc", "verifier_acc_task1", "verifier_acc_task2", "verifier_conf", "ssim_class_mean",
            "classifier_acc", "objective")
+# Each metric's range, and which way is better (the rest: higher). A diverged
+# trial reports the worst end of each (runner.worst_value).
+BOUNDS = {"verifier_acc": (0.0, 1.0), "verifier_acc_task1": (0.0, 1.0), "verifier_acc_task2": (0.0, 1.0),
+          "verifier_conf": (0.0, 1.0), "ssim_class_mean": (-1.0, 1.0), "classifier_acc": (0.0, 1.0),
+          "objective": (0.0, math.inf)}
+LOWER_IS_BETTER = {"objective"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +131,7 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     def on_step(step, x, loss, opt):
         nonlocal last, last_checkpoint
         if not torch.isfinite(loss).all():
-            last = diverged(step)
+            last = diverged(step, **shared.get("worst", {}))
             if report is not None:
                 report(last, None)
             raise _Diverged
@@ -156,14 +162,16 @@ class _Diverged(Exception):
     """The inversion objective went NaN/inf: the trial ends (as FAILED in MLflow)."""
 
 
-def diverged(step: int) -> dict:
-    """The last report of a diverged trial: the worst score on every metric,
-    so the searcher learns to avoid the region instead of retrying it."""
+def diverged(step: int, metric: str = "verifier_acc", mode: str = "max") -> dict:
+    """The last report of a diverged trial: the worst finite score on every
+    metric, and on the sweep's ``metric`` the worst for its ``mode``, so the
+    searcher records a bad complete trial and learns to avoid the region."""
+    from reconlab.sweep.runner import worst_value
     from reconlab.tracking import DIVERGED
 
-    return {"step": step, **{k: 0.0 for k in METRICS if k not in ("ssim_class_mean", "objective")},
-            "ssim_class_mean": -1.0, DIVERGED: 1.0,
-            "diverged_reason": f"inversion objective is not finite at step {step}"}
+    out = {k: worst_value(k, "min" if k in LOWER_IS_BETTER else "max", BOUNDS) for k in METRICS}
+    out[metric] = worst_value(metric, mode, BOUNDS)
+    return {"step": step, **out, DIVERGED: 1.0, "diverged_reason": f"inversion objective is not finite at step {step}"}
 
 
 def tune_trainable(config: dict, shared: dict) -> None:

@@ -34,8 +34,18 @@ def prepare(args, spec):
     if tracking.in_submitted_job() and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                             or args.storage_path):
         tracking.announce(f"no --tracking-uri/--storage-path given under `ray job submit`: results go to "
-                          f"{storage_dir} (MLflow: {uri}) on the head node")
+                          f"{storage_dir} (MLflow: {tracking.redact(uri)}) on the head node")
     return spec, storage_dir, uri
+
+
+def open_store(args, spec, uri: str, storage_dir: str, experiment: str):
+    """The tracking client, the experiment (artifacts under the storage
+    directory or on the server) and, on --resume, the sweep to resume with
+    its spool locked: all checked before Ray starts. Returns (client,
+    experiment id, SweepRun or None)."""
+    c = tracking.client(uri)
+    exp_id = tracking.experiment_id(c, experiment, storage_dir=storage_dir, uri=uri)
+    return c, exp_id, (resume_sweep(c, exp_id, spec, storage_dir) if args.resume else None)
 
 
 def init_ray(*, num_cpus: int | None = None) -> None:
@@ -60,6 +70,10 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         # other process, and Ray Train ran 0.77-0.89x a bare PyTorch loop on
         # 2 cores (0.87-0.98x at 0; bench/xor_throughput.py).
         os.environ.setdefault("RAY_worker_niceness", "0")
+        # Token authentication for the runtime this job starts, whatever the
+        # Ray version's default (the user's own RAY_AUTH_MODE is respected):
+        # its GCS and raylet listen on all interfaces (README "Security").
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         # address="local": always a fresh runtime, never a stray `ray start` cluster
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
@@ -92,9 +106,13 @@ def trial_concurrency(cpu: float, gpu: float) -> int:
     return max(1, min(limits) if limits else 1)
 
 
+TAG_TUNE_DIR = "reconlab.tune_dir"
+
+
 @dataclasses.dataclass
 class SweepRun:
-    """The sweep's parent run and where its Tune experiment lives."""
+    """The sweep's parent run, where its Tune experiment lives, and the lock
+    on its spool (held from before Ray starts on --resume)."""
 
     client: Any
     exp_id: str
@@ -102,43 +120,98 @@ class SweepRun:
     tune_dir: str
     name: str
     resumed: bool
+    lock: Any = None
+    parent: Any = None  # the spool's ParentLog while run_tuner runs
+    undelivered: int = 0  # spooled writes the store had not taken when the sweep ended
+
+    @property
+    def spool_path(self) -> str:
+        from reconlab.spool import SPOOL_FILE
+
+        return os.path.join(self.tune_dir, SPOOL_FILE)
 
 
-def start_parent(c, exp_id: str, spec, *, storage_dir: str, resume: bool, extra_params: dict) -> SweepRun:
-    """Create the sweep's parent run, or reuse the latest one on --resume."""
+def tune_dir_for(storage_dir: str, name: str, run_id: str) -> str:
+    """A sweep's Tune directory: derived from the storage directory, the
+    sweep's name and its parent run, never read back from the store."""
+    return os.path.join(storage_dir, "tune", f"{name}-{run_id[:8]}")
+
+
+def resume_sweep(c, exp_id: str, spec, storage_dir: str) -> SweepRun | None:
+    """The latest sweep of this name, to resume, with its spool locked (a
+    second driver stops here with exit 2); None if there is none. Its Tune
+    directory is derived from --storage-path: a run whose ``reconlab.tune_dir``
+    tag points anywhere else is refused, since restoring unpickles what lies
+    there."""
+    from reconlab.errors import InputError
+    from reconlab.spool import SpoolLock
+
+    runs = tracking.find_runs(c, exp_id, {tracking.TAG_SWEEP: spec.name}, max_results=1)
+    if not runs:
+        return None
+    r = runs[0]
+    tune_dir = tune_dir_for(storage_dir, spec.name, r.info.run_id)
+    tag = r.data.tags.get(TAG_TUNE_DIR)
+    if tag is not None and os.path.realpath(tag) != os.path.realpath(tune_dir):
+        raise InputError(f"sweep run {r.info.run_id} points its Tune directory outside --storage-path "
+                         f"(expected {tune_dir}); not restoring from it", key=TAG_TUNE_DIR, value=tag)
+    sweep = SweepRun(c, exp_id, r.info.run_id, tune_dir, spec.name, True)
+    sweep.lock = SpoolLock(sweep.spool_path)
+    return sweep
+
+
+def start_parent(c, exp_id: str, spec, *, storage_dir: str, resumed: SweepRun | None, extra_params: dict) -> SweepRun:
+    """Create the sweep's parent run, or reuse the one ``resume_sweep`` found."""
+    from reconlab.spool import SpoolLock
+
     name = spec.name
-    if resume:
-        runs = tracking.find_runs(c, exp_id, {tracking.TAG_SWEEP: name}, max_results=1)
-        if runs:
-            r = runs[0]
-            c.update_run(r.info.run_id, status="RUNNING")
-            return SweepRun(c, exp_id, r.info.run_id, r.data.tags.get("reconlab.tune_dir", ""), name, True)
+    if resumed is not None:
+        c.update_run(resumed.run_id, status="RUNNING")
+        return resumed
     run = c.create_run(exp_id, run_name=f"{name}-sweep", tags={tracking.TAG_SWEEP: name})
-    tune_name = f"{name}-{run.info.run_id[:8]}"
-    c.set_tag(run.info.run_id, "reconlab.tune_dir", os.path.join(storage_dir, "tune", tune_name))
+    tune_dir = tune_dir_for(storage_dir, name, run.info.run_id)
+    c.set_tag(run.info.run_id, TAG_TUNE_DIR, tune_dir)
     params = {"search_space": spec.source, "seed": spec.seed, "metric": spec.metric, "mode": spec.mode,
               "num_samples": spec.num_samples, "stratify": spec.stratify, **extra_params}
     c.log_batch(run.info.run_id, params=tracking.params_of(params))
     c.log_text(run.info.run_id, json.dumps(dataclasses.asdict(spec), indent=2, default=str), "search_space.json")
-    return SweepRun(c, exp_id, run.info.run_id, os.path.join(storage_dir, "tune", tune_name), name, False)
+    sweep = SweepRun(c, exp_id, run.info.run_id, tune_dir, name, False)
+    sweep.lock = SpoolLock(sweep.spool_path)
+    return sweep
+
+
+def fail_parent(sweep: SweepRun | None, e: BaseException) -> None:
+    """Mark the sweep's parent run FAILED (KILLED on Ctrl-C), unless it was
+    ended already. Best effort: a store that is away only gets a line."""
+    if sweep is None or (sweep.parent is not None and sweep.parent.ended):
+        return
+    try:
+        sweep.client.set_tag(sweep.run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
+        sweep.client.set_terminated(sweep.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+    except Exception as err:
+        tracking.announce(f"could not mark the sweep run {sweep.run_id} failed ({type(err).__name__})")
 
 
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
-              artifacts: Callable | None = None, verbose: int = 1, max_concurrent: int | None = None,
-              max_failures: int = 3, flush_timeout_s: float = 600):
+              artifacts: str | None = None, finish: Callable | None = None, verbose: int = 1,
+              max_concurrent: int | None = None, max_failures: int = 3, flush_timeout_s: float = 600):
     """Fit (or restore and finish) the Tune experiment; returns the ResultGrid.
 
     Trial runs go to MLflow through the sweep's spool (``reconlab.spool``);
     the Optuna studies live in ``optuna.db`` beside the experiment; a trial
     that raises is retried from its last checkpoint up to ``max_failures``
-    times. ``artifacts(ref)`` renders a finished trial's files from its
-    ``tracking.trial_ref``."""
+    times. ``artifacts`` names the renderer (``spool.RENDERERS``) of a
+    finished trial's files. ``finish(grid, parent)`` writes the parent run's
+    results through the spool (a ``spool.ParentLog``) and ends it; without
+    it the parent is ended FINISHED. A failure ends the parent FAILED, also
+    through the spool. What the store has not taken when the sweep ends is
+    counted in ``sweep.undelivered`` and left for ``reconlab sync``."""
     from ray import tune
     from ray.exceptions import RayActorError
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from reconlab.spool import SPOOL_FILE, Spool
+    from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
     from reconlab.sweep.searcher import make_searcher
 
     # save the experiment state every few seconds, so a killed driver redoes little
@@ -152,12 +225,14 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
         resources["memory"] = 1 << 20
     trainable = tune.with_resources(trainable, resources)
-    spool = Spool(os.path.join(sweep.tune_dir, SPOOL_FILE), uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts)
-    tracking.register_spool(spool)
+    spool = Spool(sweep.spool_path, uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts, lock=sweep.lock)
+    sweep.lock = None  # the spool holds it now, and releases it on close
+    register_spool(spool)
+    sweep.parent = ParentLog(spool)
     storage, name = os.path.split(sweep.tune_dir)
     run_config = tune.RunConfig(
         name=name, storage_path=storage,
-        callbacks=[tracking.trial_callback(spool.path, metric_keys), CSVLoggerCallback(), JsonLoggerCallback()],
+        callbacks=[trial_callback(spool.path, metric_keys), CSVLoggerCallback(), JsonLoggerCallback()],
         verbose=verbose, failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         progress_reporter=tune.CLIReporter(metric_columns=[spec.metric, "step"], max_report_frequency=30,
@@ -195,9 +270,22 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
             tracking.announce(f"{len(lost)} trial(s) ended when their worker process died; resuming them "
                               f"(round {round_}/{max_failures})")
             grid = tune.Tuner.restore(sweep.tune_dir, trainable=trainable, resume_errored=True).fit()
+        if finish is not None:
+            finish(grid, sweep.parent)
+        if not sweep.parent.ended:
+            sweep.parent.set_terminated("FINISHED")
+    except BaseException as e:
+        if not sweep.parent.ended:
+            sweep.parent.set_terminated("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED",
+                                        f"{type(e).__name__}: {e}")
+        spool.flush(min(flush_timeout_s, 30))
+        spool.close()
+        raise
+    try:
         if not spool.flush(flush_timeout_s):
-            tracking.announce(f"tracking store still unreachable: {spool.pending()} writes wait in {spool.path}; "
-                              f"deliver them with `reconlab sync {sweep.tune_dir}`")
+            sweep.undelivered = spool.pending()
+            tracking.announce(f"tracking store still unreachable: {spool.pending()} writes (the sweep run's results "
+                              f"among them) wait in {spool.path}; deliver them with `reconlab sync {sweep.tune_dir}`")
         else:
             counts = spool.reconcile(outcomes(grid))
             if counts["orphans"]:
@@ -245,8 +333,9 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def log_table(c, run_id: str, rows: list[dict], columns: list[str], notes: list[str], name: str) -> None:
-    """``<name>.md`` (table + bullet notes) and ``<name>.csv`` on a run."""
+def log_table(parent, rows: list[dict], columns: list[str], notes: list[str], name: str) -> None:
+    """``<name>.md`` (table + bullet notes) and ``<name>.csv`` on the sweep's
+    parent run (a ``spool.ParentLog``)."""
     import csv
     import io
 
@@ -255,8 +344,8 @@ def log_table(c, run_id: str, rows: list[dict], columns: list[str], notes: list[
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    c.log_text(run_id, md, f"{name}.md")
-    c.log_text(run_id, buf.getvalue(), f"{name}.csv")
+    parent.log_text(md, f"{name}.md")
+    parent.log_text(buf.getvalue(), f"{name}.csv")
 
 
 def print_ui_hint(uri: str) -> None:
@@ -264,4 +353,16 @@ def print_ui_hint(uri: str) -> None:
         cmd = f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"
         print(f"\nOpen the MLflow UI:  {cmd}\n  (or `make ui`), then browse http://127.0.0.1:5000", file=sys.stdout)
     else:
-        print(f"\nMLflow: {uri}")
+        print(f"\nMLflow: {tracking.redact(uri)}")
+
+
+def worst_value(metric: str, mode: str, bounds: dict[str, tuple[float, float]]) -> float:
+    """The worst finite score of ``metric`` for a sweep of ``mode``: its
+    bound where it has one (accuracy >= 0), else the largest finite float
+    against the sweep's direction. A diverged trial reports it, so the
+    searcher records a complete, bad trial, never a pruned or missing one."""
+    lo, hi = bounds.get(metric, (-math.inf, math.inf))
+    v = lo if mode == "max" else hi
+    if math.isfinite(v):
+        return float(v)
+    return -sys.float_info.max if mode == "max" else sys.float_info.max

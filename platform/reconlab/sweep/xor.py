@@ -85,12 +85,11 @@ def main(argv=None) -> int:
     check_data(ds, spec)
     experiment = args.experiment or ("reconlab-xor-smoke" if args.smoke_test else "reconlab-xor")
 
-    from reconlab.sweep.runner import init_ray, print_ui_hint, run_tuner, start_parent
+    from reconlab.sweep.runner import fail_parent, init_ray, open_store, print_ui_hint, run_tuner, start_parent
 
+    c, exp_id, resumed = open_store(args, spec, uri, storage_dir, experiment)
     init_ray()
-    c = tracking.client(uri)
-    exp_id = tracking.experiment_id(c, experiment)
-    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resume=args.resume, extra_params={
+    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed, extra_params={
         "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
         "key_sha256": op.fingerprint, "key_source": "env" if os.environ.get(KEY_ENV) else "seed"})
     try:
@@ -98,22 +97,27 @@ def main(argv=None) -> int:
         base = baselines(ds, op, modes_noises, spec.seed)
         from ray import tune
 
-        from reconlab.sweep.xor_trial import artifacts_of, tune_trainable
+        from reconlab.sweep.xor_trial import tune_trainable
 
         shared = {"key": op.key, "iv": op.iv, "dataset": ds.name, "data_root": args.data_root,
-                  "storage_dir": storage_dir, "eval_seed": spec.seed}
+                  "storage_dir": storage_dir, "eval_seed": spec.seed,
+                  "worst": {"metric": spec.metric, "mode": spec.mode}}
+        out = {}
+
+        def finish(grid, parent):
+            best = best_per_setting(grid, spec, modes_noises)
+            oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
+            out["rows"], out["columns"] = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)
+            out["verdicts"] = findings(base, best)
+            finish_parent(parent, out["rows"], out["columns"], out["verdicts"], best, grid)
+
         grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=10**6, artifacts=artifacts_of,
+                         metric_keys=METRICS, max_t=10**6, artifacts="xor", finish=finish,
                          max_concurrent=concurrency(spec), max_failures=args.max_failures)
-        best = best_per_setting(grid, spec, modes_noises)
-        oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
-        rows, columns = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)
-        verdicts = findings(base, best)
-        finish_parent(c, sweep.run_id, rows, columns, verdicts, best, grid)
     except BaseException as e:
-        c.set_tag(sweep.run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
-        c.set_terminated(sweep.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        fail_parent(sweep, e)
         raise
+    rows, columns, verdicts = out["rows"], out["columns"], out["verdicts"]
     from reconlab.sweep.runner import markdown_table
 
     print(f"\nTable I, reproduced on '{ds.name}' ({len(ds.x_test)} test images; paper: STL-10, 10,000):\n")
@@ -121,7 +125,8 @@ def main(argv=None) -> int:
     print()
     for v in verdicts:
         print(f"- {v}")
-    print(f"\n{len(grid)} trials in {time.time() - t_start:.0f}s; MLflow experiment '{experiment}' at {uri}")
+    print(f"\n{len(grid)} trials in {time.time() - t_start:.0f}s; MLflow experiment '{experiment}' at "
+          f"{tracking.redact(uri)}")
     if args.readme:
         # no command line: a --tracking-uri may carry credentials
         block = (f"{markdown_table(rows, columns)}\n\n<sub>Written by jobs/xor_decryption.py on "
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
             raise RuntimeError(f"Table I not written: {e}") from None
         print(f"Table I written into {args.readme}")
     print_ui_hint(uri)
-    return 0
+    return 1 if sweep.undelivered else 0
 
 
 def concurrency(spec) -> int:
@@ -262,16 +267,18 @@ def findings(base: dict, best: dict) -> list[str]:
     return out
 
 
-def finish_parent(c, run_id, rows, columns, verdicts, best, grid):
+def finish_parent(parent, rows, columns, verdicts, best, grid):
+    """The sweep run's results, written through the spool (``parent``: a
+    ``spool.ParentLog``)."""
     from reconlab.sweep.runner import log_table
     from reconlab.sweep.xor_trial import FIGURE, checkpoint_files
 
-    log_table(c, run_id, rows, columns, verdicts, "table_i")
+    log_table(parent, rows, columns, verdicts, "table_i")
     for (mode, noise), r in best.items():
-        c.log_batch(run_id, metrics=tracking.metrics_of({f"best_test_psnr.{mode}.{noise:g}": r.metrics["test_psnr"]}, 0),
-                    params=tracking.params_of({f"best.{mode}.{noise:g}.{k}": v for k, v in r.config.items()}))
+        parent.log_batch(metrics={f"best_test_psnr.{mode}.{noise:g}": r.metrics["test_psnr"]},
+                         params={f"best.{mode}.{noise:g}.{k}": v for k, v in r.config.items()})
         figure = checkpoint_files(r.metrics).get(FIGURE)
         if figure:
-            tracking.log_bytes(c, run_id, figure, f"best_{mode}_{noise:g}/{FIGURE}")
-    c.log_batch(run_id, metrics=tracking.metrics_of({"trials": len(grid), "trials_failed": len(grid.errors)}, 0))
-    c.set_terminated(run_id, "FINISHED")
+            parent.log_bytes(figure, f"best_{mode}_{noise:g}/{FIGURE}")
+    parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
+    parent.set_terminated("FINISHED")

@@ -57,7 +57,7 @@ def tune_trainable(config: dict, shared: dict) -> None:
                           num_workers=cfg.num_workers, use_gpu=shared.get("use_gpu"),
                           storage_path=os.path.join(shared["storage_dir"], "train"), name=f"xor-{trial_id}",
                           callbacks=[TuneReportCallback()], cpus_per_worker=cfg.cpus_per_worker,
-                          eval_seed=shared.get("eval_seed", 0))
+                          eval_seed=shared.get("eval_seed", 0), worst=shared.get("worst"))
     if result.error is not None:
         raise result.error
 

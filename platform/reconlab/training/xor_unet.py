@@ -293,10 +293,7 @@ def train_loop_per_worker(config: dict) -> None:
         if not finite_on_all_ranks(loss, world, device):
             # every rank reports the worst score and stops: the trial ends as
             # diverged (FAILED in MLflow) and the searcher learns from it
-            from reconlab.tracking import DIVERGED
-
-            ray.train.report({"step": epoch + 1, "epoch": epoch, "test_psnr": 0.0, "test_ssim": 0.0,
-                              **({"psnr_gain": -mean_psnr} if mean_psnr is not None else {}), DIVERGED: 1.0,
+            ray.train.report({"step": epoch + 1, "epoch": epoch, **diverged_scores(mean_psnr, **config.get("worst", {})),
                               "diverged_reason": f"training loss is not finite at epoch {epoch}"})
             return
         dt = time.perf_counter() - t0
@@ -314,14 +311,33 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
 
 
+# Each metric's range and which way is better; a diverged trial reports the worst end
+BOUNDS = {"test_psnr": (0.0, math.inf), "test_ssim": (-1.0, 1.0), "train_loss": (0.0, math.inf)}
+LOWER_IS_BETTER = {"train_loss", "epoch_seconds"}
+
+
+def diverged_scores(mean_psnr: float | None, metric: str = "test_psnr", mode: str = "max") -> dict:
+    """The worst finite score of every metric (PSNR 0 dB: images in [0, 1];
+    the gain over the mean baseline at that PSNR), and of the sweep's
+    ``metric`` the worst for its ``mode``."""
+    from reconlab.sweep.runner import worst_value
+    from reconlab.tracking import DIVERGED
+
+    bounds = {**BOUNDS, **({"psnr_gain": (-mean_psnr, math.inf)} if mean_psnr is not None else {})}
+    out = {k: worst_value(k, "min" if k in LOWER_IS_BETTER else "max", bounds) for k in bounds}
+    out[metric] = worst_value(metric, mode, bounds)
+    return {**out, DIVERGED: 1.0}
+
+
 def fit_xor_unet(spec: XorTrainSpec, op: XorAES, *, dataset: str = "natural", data_root: str | None = None,
                  num_workers: int = 1, use_gpu: bool | None = None, storage_path: str, name: str,
                  callbacks: list | None = None, cpus_per_worker: int = 1, eval_seed: int = 0,
-                 stream: bool = False):
+                 stream: bool = False, worst: dict | None = None):
     """Train one U-Net with a ``TorchTrainer``; returns the Ray Train Result.
     Running it again with the same ``name`` and ``storage_path`` resumes.
     ``stream``: read Parquet shards under ``data_root`` with Ray Data instead
-    of loading ``dataset`` into every worker."""
+    of loading ``dataset`` into every worker. ``worst``: the sweep's
+    ``{"metric", "mode"}``, for the score a diverged run reports."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -336,7 +352,7 @@ def fit_xor_unet(spec: XorTrainSpec, op: XorAES, *, dataset: str = "natural", da
         train_loop_per_worker,
         train_loop_config={"spec": dataclasses.asdict(spec), "operator": op, "dataset": dataset,
                            "data_root": data_root, "threads": cpus_per_worker, "eval_seed": eval_seed,
-                           "stream": stream},
+                           "stream": stream, "worst": worst or {}},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         datasets=datasets,
