@@ -135,6 +135,27 @@ def parquet_missing_column(root):
     pq.write_table(pa.table({"image": [bytes(192)], "label": [0]}), str(root / "test" / "part-00000.parquet"))
 
 
+# ----------------------------------------------------------------- MLflow stores
+def store_with_temp_artifacts(root):
+    """An experiment 'e' whose artifacts would go to a temporary directory."""
+    from reconlab import tracking
+
+    root.mkdir(parents=True)
+    c = tracking.client(f"sqlite:///{root}/mlflow.db")
+    c.create_experiment("e", artifact_location=tempfile.mkdtemp(prefix="rl-vanishing-"))
+
+
+def store_with_foreign_tune_dir(root):
+    """A sweep 'x' in experiment 'e' whose tune-dir tag points outside the storage path."""
+    from reconlab import tracking
+
+    root.mkdir(parents=True)
+    c = tracking.client(f"sqlite:///{root}/mlflow.db")
+    exp = c.create_experiment("e", artifact_location="/srv/reconlab-artifacts")  # durable, outside the storage dir
+    run = c.create_run(exp, tags={tracking.TAG_SWEEP: "x", "reconlab.tune_dir": "/srv/someone-else/tune/x"})
+    c.set_terminated(run.info.run_id, "KILLED")
+
+
 # ----------------------------------------------------------------- the table
 @dataclasses.dataclass(frozen=True)
 class Case:
@@ -173,6 +194,29 @@ CASES = [
           "`--storage-path /proc/reconlab-nope`"),
     *both("--num-samples 0", INV_YAML, XOR_YAML, ("--num-samples", "0"), "key '--num-samples' = 0: must be >= 1",
           "`--num-samples 0`"),
+    # ---- trust boundaries: URIs with credentials, storage URIs, where artifacts and resumed state come from
+    *both("credentials in an https --tracking-uri", INV_YAML, XOR_YAML,
+          ("--tracking-uri", "https://alice:s3cret-pw@127.0.0.1:9"),
+          "key '--tracking-uri' = 'https://alice:***@127.0.0.1:9': tracking server unreachable",
+          "`--tracking-uri https://alice:s3cret-pw@127.0.0.1:9`"),
+    Case("credentials in a database --tracking-uri", INV, INV_YAML,
+         ("--tracking-uri", "postgresql://alice:s3cret-pw@127.0.0.1:9/mlflow"),
+         "key '--tracking-uri' = 'postgresql://alice:***@127.0.0.1:9/mlflow'",
+         "`--tracking-uri postgresql://alice:s3cret-pw@127.0.0.1:9/mlflow`"),
+    Case("malformed --tracking-uri", INV, INV_YAML, ("--tracking-uri", "http://alice:s3cret-pw@127.0.0.1:port"),
+         "key '--tracking-uri' = 'http://alice:***@127.0.0.1:port': malformed URI",
+         "`--tracking-uri http://alice:s3cret-pw@127.0.0.1:port`"),
+    *both("--storage-path with a scheme", INV_YAML, XOR_YAML, ("--storage-path", "s3://bucket/reconlab"),
+          "key '--storage-path' = 's3://bucket/reconlab': a URI is not a storage directory",
+          "`--storage-path s3://bucket/reconlab`"),
+    Case("experiment's artifacts in a temp dir", INV, INV_YAML,
+         ("--tracking-uri", "sqlite:///{data}/mlflow.db", "--experiment", "e"),
+         "key '--experiment' = 'e (artifacts: /", "an experiment `e` made with `artifact_location=/tmp/...`",
+         data=store_with_temp_artifacts),
+    Case("--resume of a sweep whose tune dir points elsewhere", INV, INV_YAML,
+         ("--tracking-uri", "sqlite:///{data}/mlflow.db", "--experiment", "e", "--resume"),
+         "key 'reconlab.tune_dir' = '/srv/someone-else/tune/x'", "tag `reconlab.tune_dir=/srv/someone-else/tune/x`",
+         data=store_with_foreign_tune_dir),
     # ---- YAML structure
     Case("YAML not a mapping", INV, "- a\n- b\n", message="key '<root>' = ['a', 'b']: top level must be a mapping",
          example="`[a, b]`"),
@@ -299,6 +343,7 @@ def test_bad_input_exits_2_with_one_line_before_ray_and_leaves_nothing(tmp_path,
     assert case.message in lines[0], lines[0]
     assert p.stdout == "", p.stdout[-2000:]
     assert left == [], f"left behind: {left}"  # no mlflow.db, no tune/ or train/, no Ray session
+    assert "s3cret-pw" not in p.stderr  # credentials in a URI are redacted
 
 
 def test_the_ray_tmpdir_check_would_see_ray_start(tmp_path):

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from reconlab import spool, tracking
+from reconlab.errors import InputError
 
 STEPS = [1, 2, 3]
 
@@ -121,11 +122,13 @@ def test_a_cut_last_line_is_skipped_and_appending_goes_on(sweep):
     with open(path, "ab") as f:
         f.write(b'{"op": "metrics", "trial": "t", "st')  # the kill hit mid-write
     s = spool.Spool(str(path), uri, exp, parent, "acc")
+    s.metrics("t", 4, {"acc": 0.4})  # appended after the repair: a line of its own
     assert s.flush(60)
     s.close()
-    assert spool.read_lines(str(path))[-1] is None
+    lines = spool.read_lines(str(path))
+    assert lines[-2] is None and lines[-1]["step"] == 4
     (r,) = trial_runs(c, exp, parent).values()
-    assert history(c, r.info.run_id) == STEPS
+    assert history(c, r.info.run_id) == [*STEPS, 4]
 
 
 def test_sync_bad_path_is_bad_input(tmp_path):
@@ -198,3 +201,196 @@ def test_a_line_the_store_refuses_for_good_is_skipped_alone(sweep):
     runs = trial_runs(c, exp, parent)
     assert {t: r.info.status for t, r in runs.items()} == {"a": "RUNNING", "b": "FINISHED"}
     assert all(history(c, r.info.run_id) == STEPS for r in runs.values())
+
+
+# ------------------------------------------------------------ trust boundaries and durability (issue 12)
+
+def _spool_with_header(path, header, *lines):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(op) + "\n" for op in (header, *lines)))
+
+
+def test_a_spool_file_runs_no_code(sweep):
+    """A header naming an importable function (``os:system``) and an ``end``
+    line whose ``ref`` is a shell command: ``reconlab sync`` refuses the
+    header, runs nothing; a known renderer with a string ``ref`` skips the
+    line."""
+    d, uri, c, exp, parent = sweep
+    marker = d / "pwned"
+    end = {"op": "end", "trial": "t", "status": "FINISHED", "reason": None, "ref": f"touch {marker}"}
+    start = {"op": "start", "trial": "t", "name": "t", "trainable": "fn", "params": {}}
+    head = {"op": "header", "uri": uri, "exp_id": exp, "parent": parent, "step_key": "acc"}
+    path = d / "tune" / "evil" / spool.SPOOL_FILE
+    _spool_with_header(path, {**head, "artifacts": "os:system"}, start, end)
+    p = reconlab("sync", str(path))
+    assert p.returncode == 2 and "unknown artifact renderer" in p.stderr, p.stderr
+    assert not marker.exists()
+    _spool_with_header(path, {**head, "artifacts": "inversion"}, start, end)
+    p = reconlab("sync", str(path))
+    assert p.returncode == 0, p.stderr
+    assert not marker.exists()
+    (r,) = trial_runs(c, exp, parent).values()
+    assert r.info.status == "RUNNING"  # the malformed end line was skipped, not applied
+
+
+def test_sync_delivers_to_the_store_the_user_names_never_the_one_a_spool_names(sweep):
+    """The header's URI is only compared: a spool naming another store is
+    refused (nothing connects to it, so no credential is sent there) unless
+    --retarget, which delivers to the user's store."""
+    import socket
+
+    d, uri, c, exp, parent = sweep
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.setblocking(False)
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    _spool_with_header(path, {"op": "header", "uri": f"http://127.0.0.1:{trap.getsockname()[1]}", "exp_id": exp,
+                              "parent": parent, "step_key": "acc", "artifacts": None},
+                       {"op": "start", "trial": "t", "name": "t", "trainable": "fn", "params": {"lr": "0.1"}})
+    env_pw = {"MLFLOW_TRACKING_PASSWORD": "pw-must-stay-home"}
+    p = subprocess.run([sys.executable, "-c", "import sys; from reconlab.cli import main; sys.exit(main())", "sync",
+                        str(path)], capture_output=True, text=True, timeout=120, env={**os.environ, **env_pw})
+    assert p.returncode == 2 and "--retarget" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    with pytest.raises(BlockingIOError):
+        trap.accept()  # nobody called the spool's store
+    p = reconlab("sync", str(path), "--tracking-uri", uri, "--retarget")
+    assert p.returncode == 0, p.stderr
+    trap.close()
+    assert set(trial_runs(c, exp, parent)) == {"t"}
+
+
+def test_the_header_stores_the_uri_redacted(tmp_path):
+    path = tmp_path / spool.SPOOL_FILE
+    s = spool.Spool(str(path), "https://alice:s3cret@mlflow.example.org", "1", "p", "acc", deliver=False)
+    s.close()
+    text = path.read_text()
+    assert "s3cret" not in text and "https://alice:***@mlflow.example.org" in text
+
+
+def test_a_second_driver_is_refused_naming_the_holder(sweep):
+    d, uri, c, exp, parent = sweep
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    s = spool.Spool(str(path), uri, exp, parent, "acc")
+    s.start("t", "trial_t", {"lr": 0.1}, "fn")
+    with pytest.raises(InputError, match=rf"held by another driver or sync \(pid {os.getpid()}\)"):
+        spool.Spool(str(path), uri, exp, parent, "acc")
+    p = reconlab("sync", str(path))  # `reconlab sync` during a live sweep
+    assert p.returncode == 2 and f"pid {os.getpid()}" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert s.flush(60)
+    s.close()
+    s2 = spool.Spool(str(path), uri, exp, parent, "acc")  # released on close
+    s2.close()
+
+
+def test_a_killed_holder_releases_the_lock(sweep):
+    d, uri, c, exp, parent = sweep
+    path = d / "s" / spool.SPOOL_FILE
+    code = ("import sys, time; from reconlab import spool; "
+            f"s = spool.Spool({str(path)!r}, {uri!r}, {exp!r}, {parent!r}, 'acc', deliver=False); "
+            "print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"pid {holder.pid}"):
+            spool.Spool(str(path), uri, exp, parent, "acc", deliver=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    spool.Spool(str(path), uri, exp, parent, "acc", deliver=False).close()
+
+
+def test_short_writes_still_write_whole_lines(sweep, monkeypatch):
+    d, uri, c, exp, parent = sweep
+    real = os.write
+    monkeypatch.setattr(spool.os, "write", lambda fd, data: real(fd, bytes(data[:7])))  # at most 7 bytes a call
+    path = d / spool.SPOOL_FILE
+    write_undelivered(path, uri, exp, parent, trials=("t",))
+    monkeypatch.setattr(spool.os, "write", real)
+    assert all(op is not None for op in spool.read_lines(str(path)))
+    assert len(spool.read_lines(str(path))) == 1 + 1 + 3 + 1
+
+
+def test_trial_ends_and_the_parent_end_reach_the_disk(tmp_path, monkeypatch):
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(spool.os, "fdatasync", lambda fd: (synced.append(fd), real(fd))[1])
+    s = spool.Spool(str(tmp_path / spool.SPOOL_FILE), "sqlite:///x.db", "1", "p", "acc", deliver=False)
+    s.start("t", "t", {}, "fn")
+    s.metrics("t", 1, {"acc": 0.5})
+    assert synced == []
+    s.end("t", "FINISHED", None)
+    assert len(synced) == 1
+    spool.ParentLog(s).set_terminated("FINISHED")
+    assert len(synced) == 2
+    s.close()
+
+
+def test_the_done_count_is_saved_safely_from_two_threads(tmp_path):
+    """The delivery thread and the driver both save ``.done``: each write
+    goes through its own temporary file (one shared name raced)."""
+    import threading
+
+    s = spool.Spool(str(tmp_path / spool.SPOOL_FILE), "sqlite:///x.db", "1", "p", "acc", deliver=False)
+    errors = []
+
+    def bump():
+        try:
+            for _ in range(300):
+                s.done += 1
+                s._save_done()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    s._save_done()
+    s.close()
+    assert not errors, errors[:1]
+    assert spool.done_count(s.path) == s.done
+    assert sorted(os.listdir(tmp_path)) == sorted([spool.SPOOL_FILE, spool.SPOOL_FILE + ".done",
+                                                   spool.SPOOL_FILE + ".lock"])
+
+
+def test_the_parent_run_goes_through_the_spool_and_sync_finishes_it(sweep):
+    """What a job writes to its sweep run at the end (summary, best params,
+    figures, status) waits in the spool like the trials' lines: a driver
+    that ended with the store away leaves it for ``reconlab sync``."""
+    d, uri, c, exp, parent = sweep
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    s = spool.Spool(str(path), uri, exp, parent, "acc", deliver=False)
+    log = spool.ParentLog(s)
+    log.log_batch(params={"best.lr": 0.1}, metrics={"best_acc": 0.75})
+    log.log_text("| a |\n", "summary.md")
+    log.log_bytes(b"\x89PNG fake", "best_sgd/inversion_task1.png")
+    log.set_terminated("FINISHED")
+    s.close()
+    assert c.get_run(parent).info.status == "RUNNING"
+    p = reconlab("sync", str(d))
+    assert p.returncode == 0, p.stderr
+    run = c.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"best.lr": "0.1"} and run.data.metrics == {"best_acc": 0.75}
+    names = {a.path for a in c.list_artifacts(parent)} | {a.path for a in c.list_artifacts(parent, "best_sgd")}
+    assert {"summary.md", "best_sgd/inversion_task1.png"} <= names
+    assert reconlab("sync", str(d)).returncode == 0  # nothing left: a second sync changes nothing
+    assert len(c.get_metric_history(parent, "best_acc")) == 1
+
+
+def test_a_parent_artifact_line_cannot_name_a_file_outside_the_spool(sweep):
+    d, uri, c, exp, parent = sweep
+    secret = d / "secret.txt"
+    secret.write_text("not for the store")
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    _spool_with_header(path, {"op": "header", "uri": uri, "exp_id": exp, "parent": parent, "step_key": "acc",
+                              "artifacts": None},
+                       {"op": "parent_artifact", "name": "x.txt", "file": "../../secret.txt"},
+                       {"op": "parent_artifact", "name": "../../escape.txt", "file": "parent_artifacts/0.bin"})
+    assert spool.read_lines(str(path))[1:] == [None, None]
+    assert reconlab("sync", str(path)).returncode == 0
+    assert c.list_artifacts(parent) == []

@@ -81,6 +81,14 @@ def redact(uri: str) -> str:
     return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(userinfo, uri, count=1))
 
 
+def resolve_tracking_uri(arg: str | None, storage_dir: str) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in ``storage_dir``."""
+    uri = arg or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return "sqlite:///" + os.path.join(storage_dir, "mlflow.db")
+
+
 def check_storage_dir(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
@@ -234,7 +242,6 @@ def check_artifact_location(name: str, location: str, storage_dir: str) -> None:
         raise InputError("the experiment keeps its artifacts in a temporary or relative directory that will vanish; "
                          "use another --experiment or --storage-path", key="--experiment",
                          value=f"{name} (artifacts: {location})")
-    announce(f"experiment '{name}' keeps its artifacts at {location}, outside {storage_dir}")
 
 
 def experiment_id(c, name: str, *, storage_dir: str, uri: str) -> str:

@@ -73,7 +73,12 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         # Token authentication for the runtime this job starts, whatever the
         # Ray version's default (the user's own RAY_AUTH_MODE is respected):
         # its GCS and raylet listen on all interfaces (README "Security").
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        if os.environ.setdefault("RAY_AUTH_MODE", "token") == "token":
+            # Ray reads its config once, at import: have it read the mode
+            # again, as ray.init does when it turns token auth on by default
+            from ray._raylet import Config
+
+            Config.initialize("")
         # address="local": always a fresh runtime, never a stray `ray start` cluster
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
