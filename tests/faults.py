@@ -181,12 +181,15 @@ def wait_for_delivered_lines(p, pattern: str, n: int, timeout: float = 300) -> s
 
 
 def start_mlflow_server(port: int, backend: str) -> subprocess.Popen:
-    """A real `mlflow server` on 127.0.0.1, up and answering /health."""
+    """A real `mlflow server` on 127.0.0.1, up and answering /health; it
+    serves artifacts from ``artifacts/`` beside its SQLite ``backend`` (never
+    ``./mlartifacts`` of the test's directory)."""
     import urllib.request
 
+    dest = os.path.join(os.path.dirname(backend.split("sqlite:///", 1)[1]), "server-artifacts")
     p = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                          "--backend-store-uri", backend, "--workers", "1"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+                          "--backend-store-uri", backend, "--artifacts-destination", dest, "--workers", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.time()
     while time.time() - t0 < 120:
         try:

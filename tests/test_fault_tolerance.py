@@ -132,6 +132,43 @@ def test_tracking_server_outage_mid_sweep_loses_no_point(store):
         faults.kill_group(p)
 
 
+def test_a_store_away_at_the_end_leaves_the_sweep_run_for_sync_to_finish(store):
+    """The tracking server goes away mid-sweep and stays away: the job exits
+    1 naming `reconlab sync`, with every write (the sweep run's summary, best
+    params, figures and status too) in the spool. With the server back,
+    `reconlab sync` delivers them: the parent run is FINISHED with its
+    results, every trial has its one complete run, and nothing is RUNNING."""
+    port = faults.free_port()
+    backend = f"sqlite:///{store}/store/mlflow.db"
+    uri = f"http://127.0.0.1:{port}"
+    server = faults.start_mlflow_server(port, backend)
+    p = faults.start_job("--search-space", faults.space(store / "away.yaml", "away", 4, steps=20), "--storage-path",
+                         str(store / "store"), "--experiment", EXPERIMENT, "--tracking-uri", uri,
+                         env={"RECONLAB_FLUSH_TIMEOUT_S": "2"})
+    try:
+        spool = faults.wait_for_delivered_lines(p, str(store / "store" / "tune" / "away-*"), 2)
+        assert spool is not None, p.communicate()[1][-3000:]
+        faults.kill_group(server)
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 1, err[-3000:]
+        assert "best verifier_acc per classifier variant" in out  # the results are printed all the same
+        tune_dir = os.path.dirname(spool)
+        assert f"reconlab sync {tune_dir}" in err
+        server = faults.start_mlflow_server(port, backend)
+        c, parent, _ = faults.sweep_runs(uri, EXPERIMENT, "away")
+        assert parent.info.status == "RUNNING"
+        s = subprocess.run([sys.executable, "-c", "import sys; from reconlab.cli import main; sys.exit(main())",
+                            "sync", tune_dir, "--tracking-uri", uri], capture_output=True, text=True, timeout=300)
+        assert s.returncode == 0 and " 0 left" in s.stdout, s.stdout + s.stderr[-2000:]
+        c, parent, runs = faults.assert_one_complete_run_per_trial(uri, EXPERIMENT, "away", 4, steps=20)
+        assert parent.info.status == "FINISHED"
+        assert parent.data.metrics["trials"] == 4 and "best.lr" in parent.data.params
+        assert {"summary.md", "summary.csv", "best_sgd"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
+    finally:
+        faults.kill_group(server)
+        faults.kill_group(p)
+
+
 def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp_path, request):
     """Gradient descent on x^4 from x=1 diverges for lr > 0.5: those trials
     report the worst score and stop; their runs are FAILED with the reason,

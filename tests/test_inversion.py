@@ -118,3 +118,44 @@ def test_trial_checkpoints_every_period_at_stop_points_and_with_its_last_report(
     cfg = {"variant": "sgd", "steps": 8, "report_every": 2, "restarts": 1, "checkpoint_period_s": period}
     last = run_trial(cfg, shared, report)
     assert states == expected and last["step"] == 8
+
+
+@pytest.mark.parametrize("metric, mode, worst", [("verifier_acc", "max", 0.0), ("ssim_class_mean", "max", -1.0),
+                                                 ("objective", "min", "huge"), ("objective", "max", 0.0)])
+def test_a_diverging_trial_reports_the_worst_finite_score_for_the_sweeps_metric_and_mode(digits, metric, mode,
+                                                                                           worst):
+    """A TV weight of 1e38 overflows the float32 objective at once: the trial's last report holds every
+    metric, finite, and the sweep's metric at its worst for the sweep's mode
+    (so Optuna records a complete bad trial, not a pruned one)."""
+    import math
+    import sys
+
+    from reconlab.sweep.inversion_trial import METRICS, run_trial
+    from reconlab.training.classifier import VARIANTS
+    from reconlab.tracking import DIVERGED
+
+    shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
+              "class_means": digits.class_means(), "device": "cpu", "worst": {"metric": metric, "mode": mode}}
+    for v in ("sgd", "verifier"):
+        spec = VARIANTS[v]
+        torch.manual_seed(spec.seed)
+        shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
+                               build(spec.builder, **spec.model_kwargs()).state_dict())
+        shared["digests"][v] = f"untrained-{v}"
+    reports = []
+    cfg = {"variant": "sgd", "optimizer": "sgd", "init_scale": 1.0, "tv_weight": 1e38, "steps": 8, "report_every": 1, "restarts": 1}
+    last = run_trial(cfg, shared, lambda m, d: reports.append(m))
+    assert last[DIVERGED] == 1.0 and reports[-1] is last
+    assert set(METRICS) <= set(last) and all(math.isfinite(last[k]) for k in METRICS)
+    assert last[metric] == (sys.float_info.max if worst == "huge" else worst)
+
+
+def test_a_diverged_xor_run_reports_every_metric_at_its_worst():
+    import sys
+
+    from reconlab.training.xor_unet import diverged_scores
+
+    r = diverged_scores(11.8)
+    assert (r["test_psnr"], r["test_ssim"], r["psnr_gain"], r["train_loss"]) == (0.0, -1.0, -11.8, sys.float_info.max)
+    assert diverged_scores(11.8, metric="train_loss", mode="min")["train_loss"] == sys.float_info.max
+    assert diverged_scores(None, metric="psnr_gain", mode="max")["psnr_gain"] == -sys.float_info.max

@@ -199,7 +199,7 @@ def fail_parent(sweep: SweepRun | None, e: BaseException) -> None:
 
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
               artifacts: str | None = None, finish: Callable | None = None, verbose: int = 1,
-              max_concurrent: int | None = None, max_failures: int = 3, flush_timeout_s: float = 600):
+              max_concurrent: int | None = None, max_failures: int = 3, flush_timeout_s: float | None = None):
     """Fit (or restore and finish) the Tune experiment; returns the ResultGrid.
 
     Trial runs go to MLflow through the sweep's spool (``reconlab.spool``);
@@ -218,6 +218,9 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
 
     from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
     from reconlab.sweep.searcher import make_searcher
+
+    if flush_timeout_s is None:  # how long the end of a sweep waits for an absent store
+        flush_timeout_s = float(os.environ.get("RECONLAB_FLUSH_TIMEOUT_S", 600))
 
     # save the experiment state every few seconds, so a killed driver redoes little
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
