@@ -44,11 +44,38 @@ def test_smoke_run_leaves_one_run_per_trial_with_full_history(smoke_store):
     assert sorted(r.data.tags["reconlab.variant"] for r in runs["train"]) == ["adam", "adam_fgsm", "sgd", "verifier"]
 
 
-def test_second_run_reuses_the_logged_classifiers(smoke_store):
+def test_second_run_through_a_server_uri_with_credentials_reuses_the_classifiers_and_shows_no_password(smoke_store):
+    """A second sweep on the same store, reached through a real `mlflow
+    server` with `user:password@` in --tracking-uri: the logged classifiers
+    are reused, and the password appears nowhere: not in the output (the UI
+    hint and summary show `user:***@`), not in any file under the storage
+    directory (store, spool header, Tune's files, artifacts), not in Ray's
+    session files."""
+    import secrets
+    import tempfile
+
+    import faults
+    from jobutil import find_needles
+
     d, _ = smoke_store
-    p = run_job("inversion_sweep.py", "--smoke-test", "--storage-path", str(d), "--num-samples", "1")
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert p.stderr.count("reusing classifier") == 4 and "training classifier" not in p.stderr
+    password = "uri-pw-" + secrets.token_hex(16)
+    port = faults.free_port()
+    server = faults.start_mlflow_server(port, f"sqlite:///{d}/mlflow.db")
+    ray_tmp = tempfile.mkdtemp(prefix="rl-uri-")
+    try:
+        p = run_job("inversion_sweep.py", "--smoke-test", "--storage-path", str(d), "--num-samples", "1",
+                    "--tracking-uri", f"http://alice:{password}@127.0.0.1:{port}", env={"RAY_TMPDIR": ray_tmp})
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert p.stderr.count("reusing classifier") == 4 and "training classifier" not in p.stderr
+        assert f"http://alice:***@127.0.0.1:{port}" in p.stdout
+        hits, n_files = find_needles([d, ray_tmp], {"password": password.encode()},
+                                     texts={"stdout": p.stdout, "stderr": p.stderr})
+        assert n_files > 50 and not hits, hits
+    finally:
+        faults.kill_group(server)
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     c, runs = runs_by_kind(f"sqlite:///{d}/mlflow.db", "reconlab-inversion-smoke")
     assert len(runs["train"]) == 4 and len(runs["sweep"]) == 2 and len(runs["trial"]) == 6 + 3
 

@@ -61,18 +61,23 @@ def head():
                             start_new_session=True)
     try:
         wait_for_jobs_api(f"http://127.0.0.1:{dash}", proc)
-        yield {"address": f"http://127.0.0.1:{dash}", "env": env, "py": py, "root": root, "token": token_path}
+        yield {"address": f"http://127.0.0.1:{dash}", "env": env, "py": py, "root": root, "token": token_path,
+               "proc": proc}
     finally:
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_head(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_head(proc):
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def wait_for_jobs_api(address, proc, timeout=180):
@@ -118,3 +123,25 @@ def test_submitted_smoke_job_succeeds_and_logs_to_mlflow(head, tmp_path):
     assert len(runs["sweep"]) == 1 and runs["sweep"][0].info.status == "FINISHED"
     assert len(runs["trial"]) == 6 and all(r.info.status == "FINISHED" for r in runs["trial"])
     assert len(runs["train"]) == 4
+
+    # The job ran in a temporary copy of the working directory under Ray's
+    # temp dir. Stop the head and delete that dir: every run's artifacts are
+    # still there, under the storage directory (issue 12: they went to the
+    # copy's ./mlruns and vanished).
+    ray_tmp = os.path.join(head["root"], "ray")
+    assert os.path.isdir(ray_tmp)
+    stop_head(head["proc"])
+    shutil.rmtree(ray_tmp)
+    assert not os.path.exists(os.path.join(REPO, "mlruns"))
+    dest = tmp_path / "downloaded"
+    expected = {"sweep": {"summary.md", "summary.csv", "search_space.json"}, "trial": {"inversion_task1.png"},
+                "train": {"model"}}
+    for kind, want in expected.items():
+        for r in runs[kind]:
+            assert r.info.artifact_uri.startswith(str(store / "artifacts")), r.info.artifact_uri
+            d = c.download_artifacts(r.info.run_id, "", str(dest / r.info.run_id))
+            assert want <= set(os.listdir(d)), (kind, os.listdir(d))
+    from reconlab.training.logged import load_logged_model
+
+    meta, state = load_logged_model(c, runs["train"][0].info.run_id)  # the models a later job reuses
+    assert meta["builder"] and state

@@ -59,14 +59,26 @@ def test_smoke_leaves_one_finished_run_per_trial_with_curve_figure_and_model(xor
 
 
 def test_no_key_material_anywhere_in_the_store(xor_smoke):
-    """Neither the key (hex or raw bytes) nor the keystream is in MLflow or Ray's storage."""
+    """Neither the key (raw, hex, base64, Python's repr of the bytes, the
+    whole digest it is derived from) nor the keystream is in MLflow, Ray's
+    storage or the job's output. (The default key is derived from the logged
+    seed, so it is public by construction; README "Security".)"""
+    import base64
+    import hashlib
+
     from reconlab.operators.xor_aes import XorAES
 
-    d, _ = xor_smoke
+    d, p = xor_smoke
     op = XorAES.from_seed(0)
+    digest = hashlib.sha256(b"reconlab/xor_aes/key/0").digest()
+    assert op.key == digest[:16]  # the derivation this test knows is the job's
     needles = {"key": op.key, "key hex": op.key.hex().encode(), "key HEX": op.key.hex().upper().encode(),
-               "keystream": op.keystream(32, 32).numpy().tobytes()[:64]}
-    hits, n_files = find_needles([d], needles)
+               "key base64": base64.b64encode(op.key).rstrip(b"="),
+               "key urlsafe base64": base64.urlsafe_b64encode(op.key).rstrip(b"="),
+               "key repr": repr(op.key)[2:-1].encode(), "derivation digest hex": digest.hex().encode(),
+               "keystream": op.keystream(32, 32).numpy().tobytes()[:64],
+               "keystream base64": base64.b64encode(op.keystream(32, 32).numpy().tobytes()[:48])}
+    hits, n_files = find_needles([d], needles, texts={"stdout": p.stdout, "stderr": p.stderr})
     assert n_files > 20
     assert not hits, f"key material in {hits}"
 
