@@ -30,7 +30,8 @@ bench: $(VENV)/.installed
 	$(PY) bench/xor_throughput.py
 
 ui: $(VENV)/.installed
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/reconlab_results/mlflow.db
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/reconlab_results/mlflow.db \
+	  --artifacts-destination $(CURDIR)/reconlab_results/artifacts
 
 clean:
 	rm -rf reconlab_results .pytest_cache

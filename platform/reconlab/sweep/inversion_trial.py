@@ -207,7 +207,7 @@ def grids_from_checkpoint(path: str, restarts: int) -> dict[str, bytes]:
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
     """The sweep's artifacts hook: a finished trial's image grids, from the
-    checkpoint in its ``tracking.trial_ref``."""
+    checkpoint in its ``spool.trial_ref``."""
     from ray.train import Checkpoint
 
     if not ref.get("checkpoint"):

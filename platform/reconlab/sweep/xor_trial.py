@@ -84,5 +84,5 @@ def checkpoint_files(last_metrics: dict | None) -> dict[str, bytes]:
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
     """The sweep's artifacts hook: what a finished trial logs to its MLflow
-    run, from its ``tracking.trial_ref``."""
+    run, from its ``spool.trial_ref``."""
     return checkpoint_files(ref.get("last_result"))
