@@ -257,11 +257,12 @@ def experiment_id(c, name: str, *, storage_dir: str, uri: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is None:
         try:
-            return c.create_experiment(name, artifact_location=artifact_root(uri, storage_dir, name))
+            exp = c.get_experiment(c.create_experiment(name, artifact_location=artifact_root(uri, storage_dir, name)))
         except Exception:  # created concurrently
             exp = c.get_experiment_by_name(name)
             if exp is None:
                 raise
+    # also a new one: a server without --artifacts-destination may hand out a local path
     check_artifact_location(name, exp.artifact_location, storage_dir)
     return exp.experiment_id
 
