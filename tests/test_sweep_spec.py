@@ -45,19 +45,37 @@ def test_good_spec_binds_and_smoke_overrides(tmp_path):
 
 
 def test_shipped_search_spaces_validate(repo):
-    from reconlab.sweep.xor_trial import METRICS as XOR_METRICS
-    from reconlab.sweep.xor_trial import XorTrialConfig
+    from reconlab.sweep import deep_decoder_trial, inversion_trial, xor_trial
 
+    families = {"inversion": (inversion_trial.InversionTrialConfig, inversion_trial.METRICS),
+                "xor": (xor_trial.XorTrialConfig, xor_trial.METRICS),
+                "deep_decoder": (deep_decoder_trial.DeepDecoderTrialConfig, deep_decoder_trial.METRICS)}
     d = os.path.join(repo, "search_spaces")
     files = sorted(os.listdir(d))
-    assert {"inversion.yaml", "xor.yaml", "xor_moonshot.yaml"} <= set(files)
+    assert {"inversion.yaml", "xor.yaml", "xor_moonshot.yaml", "deep_decoder.yaml",
+            "deep_decoder_compression.yaml"} <= set(files)
     for f in files:
+        family = max((k for k in families if f.startswith(k)), key=len)
+        cls, metrics = families[family]
         for smoke in (False, True):
-            if f.startswith("inversion"):
-                s = load(os.path.join(d, f), smoke=smoke)
-            else:
-                s = load_spec(os.path.join(d, f), XorTrialConfig, metrics=XOR_METRICS, smoke=smoke)
+            s = load_spec(os.path.join(d, f), cls, metrics=metrics, smoke=smoke)
             assert s.total_samples() >= 1
+
+
+def test_stratifying_every_searched_parameter_is_a_grid():
+    """The compression sweep stratifies over image and width and searches
+    nothing else: each stratum's trials carry just its values."""
+    from reconlab.sweep.searcher import StratifiedSearch
+
+    space = {"image": {"type": "choice", "values": ["astronaut", "coffee"]},
+             "k": {"type": "choice", "values": [16, 32]}}
+    s = StratifiedSearch(["image", "k"], [("astronaut", 16), ("astronaut", 32), ("coffee", 16), ("coffee", 32)],
+                         space, "psnr", "max", seed=0, per_stratum=1)
+    cfgs = [s.suggest(f"t{i}") for i in range(4)]
+    assert sorted((c["image"], c["k"]) for c in cfgs) == [("astronaut", 16), ("astronaut", 32), ("coffee", 16),
+                                                           ("coffee", 32)]
+    s.on_trial_complete("t0", {"psnr": 20.0})
+    assert s.suggest("t4") == "FINISHED"
 
 
 def test_stratify_over_several_choices_gives_each_combination_its_own_study(tmp_path):

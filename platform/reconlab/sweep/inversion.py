@@ -43,43 +43,40 @@ def main(argv=None) -> int:
     variants = spec.strata() or [spec.fixed.get("variant", InversionTrialConfig.variant)]
     experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
 
-    from reconlab.sweep.runner import (fail_parent, init_ray, open_store, print_ui_hint, run_tuner, start_parent,
-                                       stop_points)
-
-    c, exp_id, resumed = open_store(args, spec, uri, storage_dir, experiment)
-
-    # ---- Ray, classifiers, sweep
-    init_ray()
-    shared = {"models": {}, "digests": {}}
-    train_ids = {}
-    for v in [*variants, "verifier"]:
-        tspec = VARIANTS[v]
-        if spec.train.epochs is not None:
-            tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-        meta, state, run_id = ensure_classifier_logged(
-            c, exp_id, v, tspec, ds, args, uri, storage_dir, args.num_workers or spec.train.num_workers)
-        shared["models"][v] = (meta, state)
-        shared["digests"][v] = tspec.digest()
-        train_ids[v] = run_id
-
-    from reconlab.inversion.tasks import pick_sources
-    from reconlab.sweep.inversion_trial import tune_trainable
-
-    shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
-    shared["class_means"] = ds.class_means("test")
-    shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
-    shared["worst"] = {"metric": spec.metric, "mode": spec.mode}
-    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed,
-                         extra_params={"dataset": ds.name, "data_fingerprint": ds.fingerprint(),
-                                       "smoke_test": args.smoke_test,
-                                       **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}})
-    from ray import tune
+    from reconlab.sweep.runner import print_ui_hint, stop_points, sweep_job
 
     steps_max = (spec.search["steps"]["high"] if "steps" in spec.search
                  else spec.fixed.get("steps", InversionTrialConfig.steps))
     every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
     max_t = math.ceil(steps_max / every)  # reports of the longest trial
-    shared["stop_points"] = stop_points(spec, max_t)
+
+    def setup(c, exp_id):
+        """The classifiers (trained once with Ray Train, or reused) and what
+        every trial shares."""
+        from ray import tune
+
+        from reconlab.inversion.tasks import pick_sources
+        from reconlab.sweep.inversion_trial import tune_trainable
+
+        shared = {"models": {}, "digests": {}}
+        train_ids = {}
+        for v in [*variants, "verifier"]:
+            tspec = VARIANTS[v]
+            if spec.train.epochs is not None:
+                tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
+            meta, state, run_id = ensure_classifier_logged(
+                c, exp_id, v, tspec, ds, args, uri, storage_dir, args.num_workers or spec.train.num_workers)
+            shared["models"][v] = (meta, state)
+            shared["digests"][v] = tspec.digest()
+            train_ids[v] = run_id
+        shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
+        shared["class_means"] = ds.class_means("test")
+        shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
+        shared["worst"] = {"metric": spec.metric, "mode": spec.mode}
+        shared["stop_points"] = stop_points(spec, max_t)
+        return tune.with_parameters(tune_trainable, shared=shared), {
+            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
+            **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}}
 
     out = {}
 
@@ -87,13 +84,8 @@ def main(argv=None) -> int:
         out["rows"], best = summarize(grid, spec, variants)
         finish_parent(parent, out["rows"], best, grid, spec)
 
-    try:
-        grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=max_t, artifacts="inversion", finish=finish,
-                         max_failures=args.max_failures)
-    except BaseException as e:
-        fail_parent(sweep, e)
-        raise
+    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
+                            metric_keys=METRICS, max_t=max_t, artifacts="inversion", finish=finish)
     print_report(out["rows"], spec, variants, uri, experiment, time.time() - t_start)
     print_ui_hint(uri)
     return 1 if sweep.undelivered else 0

@@ -48,6 +48,33 @@ def open_store(args, spec, uri: str, storage_dir: str, experiment: str):
     return c, exp_id, (resume_sweep(c, exp_id, spec, storage_dir) if args.resume else None)
 
 
+def sweep_job(args, spec, *, uri: str, storage_dir: str, experiment: str, setup: Callable, metric_keys,
+              max_t: int, artifacts: str | None, finish: Callable, max_concurrent: Callable[[], int] | None = None):
+    """What every sweep job does once its input is checked: open the store
+    and the experiment (and, on --resume, lock the sweep to resume) before
+    Ray starts; start Ray; ``setup(client, experiment id)`` the job's own
+    work before the sweep (train or reuse models, baselines), which returns
+    (trainable, params for the parent run); then the parent run and the
+    Tuner, with ``finish(grid, parent)`` writing the parent's results
+    through the spool. A failure ends the parent FAILED. Returns (grid,
+    sweep); ``sweep.undelivered`` > 0 means the store was away at the end
+    (the job exits 1, ``reconlab sync`` finishes it). ``max_concurrent()``,
+    asked once Ray runs: trials at once (default: what fits the cluster)."""
+    c, exp_id, resumed = open_store(args, spec, uri, storage_dir, experiment)
+    init_ray()
+    trainable, extra_params = setup(c, exp_id)
+    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed, extra_params=extra_params)
+    try:
+        grid = run_tuner(spec, trainable, sweep=sweep, uri=uri, metric_keys=metric_keys, max_t=max_t,
+                         artifacts=artifacts, finish=finish,
+                         max_concurrent=max_concurrent() if max_concurrent else None,
+                         max_failures=args.max_failures)
+    except BaseException as e:
+        fail_parent(sweep, e)
+        raise
+    return grid, sweep
+
+
 def init_ray(*, num_cpus: int | None = None) -> None:
     """Connect to the cluster the job runs on (``ray job submit`` / RAY_ADDRESS)
     or start a local runtime. On a cluster the package ships with the job

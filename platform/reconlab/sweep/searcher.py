@@ -162,8 +162,10 @@ class StratifiedSearch(Searcher):
         self.values = [v if self.single else tuple(v) for v in values]
         self.per_stratum = per_stratum
         rest = {k: v for k, v in space.items() if k not in self.keys}
+        # nothing left to search (every parameter stratifies, e.g. a grid of
+        # image x width): each stratum's trials are its fixed values
         self.inner = {v: optuna_search(rest, metric, mode, seed + i, storage, f"stratum-{i}")
-                      for i, v in enumerate(self.values)}
+                      for i, v in enumerate(self.values)} if rest else {}
         self.count = {v: 0 for v in self.values}
         self.owner: dict[str, object] = {}
 
@@ -175,7 +177,7 @@ class StratifiedSearch(Searcher):
         if not open_:
             return Searcher.FINISHED
         v = min(open_, key=lambda s: (self.count[s], self.values.index(s)))
-        cfg = self.inner[v].suggest(trial_id)
+        cfg = self.inner[v].suggest(trial_id) if self.inner else {}
         if cfg is None or cfg == Searcher.FINISHED:
             return cfg
         self.count[v] += 1
@@ -183,12 +185,12 @@ class StratifiedSearch(Searcher):
         return {**cfg, **dict(zip(self.keys, [v] if self.single else v))}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.owner:
+        if trial_id in self.owner and self.inner:
             self.inner[self.owner[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         v = self.owner.get(trial_id)
-        if v is not None:
+        if v is not None and self.inner:
             self.inner[v].on_trial_complete(trial_id, result=result, error=error)
 
     def save(self, checkpoint_path: str):

@@ -85,38 +85,38 @@ def main(argv=None) -> int:
     check_data(ds, spec)
     experiment = args.experiment or ("reconlab-xor-smoke" if args.smoke_test else "reconlab-xor")
 
-    from reconlab.sweep.runner import fail_parent, init_ray, open_store, print_ui_hint, run_tuner, start_parent
+    from reconlab.sweep.runner import print_ui_hint, sweep_job
 
-    c, exp_id, resumed = open_store(args, spec, uri, storage_dir, experiment)
-    init_ray()
-    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed, extra_params={
-        "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
-        "key_sha256": op.fingerprint, "key_source": "env" if os.environ.get(KEY_ENV) else "seed"})
-    try:
-        tracking.announce(f"baselines on {len(ds.x_test)} test images: mean, decryption with the key, keystream oracle")
-        base = baselines(ds, op, modes_noises, spec.seed)
+    base = {}
+
+    def setup(c, exp_id):
+        """The baselines, and what every trial shares (the key and IV go
+        through Ray's object store only)."""
         from ray import tune
 
         from reconlab.sweep.xor_trial import tune_trainable
 
+        tracking.announce(f"baselines on {len(ds.x_test)} test images: mean, decryption with the key, keystream oracle")
+        base.update(baselines(ds, op, modes_noises, spec.seed))
         shared = {"key": op.key, "iv": op.iv, "dataset": ds.name, "data_root": args.data_root,
                   "storage_dir": storage_dir, "eval_seed": spec.seed,
                   "worst": {"metric": spec.metric, "mode": spec.mode}}
-        out = {}
+        return tune.with_parameters(tune_trainable, shared=shared), {
+            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
+            "key_sha256": op.fingerprint, "key_source": "env" if os.environ.get(KEY_ENV) else "seed"}
 
-        def finish(grid, parent):
-            best = best_per_setting(grid, spec, modes_noises)
-            oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
-            out["rows"], out["columns"] = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)
-            out["verdicts"] = findings(base, best)
-            finish_parent(parent, out["rows"], out["columns"], out["verdicts"], best, grid)
+    out = {}
 
-        grid = run_tuner(spec, tune.with_parameters(tune_trainable, shared=shared), sweep=sweep, uri=uri,
-                         metric_keys=METRICS, max_t=10**6, artifacts="xor", finish=finish,
-                         max_concurrent=concurrency(spec), max_failures=args.max_failures)
-    except BaseException as e:
-        fail_parent(sweep, e)
-        raise
+    def finish(grid, parent):
+        best = best_per_setting(grid, spec, modes_noises)
+        oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
+        out["rows"], out["columns"] = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)
+        out["verdicts"] = findings(base, best)
+        finish_parent(parent, out["rows"], out["columns"], out["verdicts"], best, grid)
+
+    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
+                            metric_keys=METRICS, max_t=10**6, artifacts="xor", finish=finish,
+                            max_concurrent=lambda: concurrency(spec))
     rows, columns, verdicts = out["rows"], out["columns"], out["verdicts"]
     from reconlab.sweep.runner import markdown_table
 

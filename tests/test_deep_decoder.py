@@ -1,0 +1,254 @@
+"""Untrained networks (issue 16): the deep decoder, the DIP skip net, the fitting
+loop, ES-WMV early stopping and the compression baselines.
+
+Both networks were checked once against the reference code (same parameter
+order, weights copied, outputs bit-identical in train mode: decodernw for
+k = 16/64/128 and both upsample orders, skip() on 64x64, 96x80 and 70x90);
+the counts pinned here are the references' counts."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reconlab.metrics import psnr
+from reconlab.models import build
+from reconlab.models.deep_decoder import input_noise, input_shape, num_parameters
+from reconlab.untrained import WindowedVariance, fit
+from reconlab.untrained.compression import compression_factor, jpeg_at_bytes, wavelet_threshold
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are too small to gain from a second thread, and one thread
+    keeps the fits fast on a busy 2-core machine (two threads there ran the
+    same 300 steps 3-10x slower); the pinned numbers are one-thread numbers."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage.data import astronaut
+
+    return torch.from_numpy(astronaut()).permute(2, 0, 1).float() / 255  # (3, 512, 512)
+
+
+@pytest.fixture(scope="module")
+def crop(astronaut):
+    return astronaut[:, 64:128, 160:224]  # (3, 64, 64): eye, eyebrow and hair
+
+
+# ------------------------------------------------------------------ the networks
+@pytest.mark.parametrize("k,depth,out", [(16, 6, 3), (64, 6, 3), (128, 6, 3), (32, 4, 1), (7, 1, 3)])
+def test_deep_decoder_parameter_count(k, depth, out):
+    m = build("deep_decoder", k=k, depth=depth, out_channels=out)
+    # d 1x1 convs k->k without bias, d affine channel norms, 1x1 conv k->out without bias
+    assert n_params(m) == num_parameters(k, depth, out) == depth * k**2 + 2 * depth * k + out * k
+
+
+def test_deep_decoder_paper_sizes():
+    assert num_parameters(64, 6) == 25_536 and num_parameters(128, 6) == 100_224
+    assert compression_factor(num_parameters(64, 6), (3, 512, 512)) == pytest.approx(30.797, abs=1e-3)
+    assert input_shape(128, 6, 512, 512) == (1, 128, 16, 16)  # H/32 for 6 blocks
+    with pytest.raises(ValueError, match="divisible"):
+        input_shape(16, 6, 100, 64)
+
+
+def test_input_noise_is_seeded_uniform():
+    z = input_noise((1, 16, 8, 8), seed=3)
+    assert torch.equal(z, input_noise((1, 16, 8, 8), seed=3)) and not torch.equal(z, input_noise((1, 16, 8, 8), seed=4))
+    assert 0 <= z.min() and z.max() < 0.1 and abs(z.mean().item() - 0.05) < 0.005
+
+
+TINY = [("deep_decoder", dict(k=16, depth=6), lambda h, w: input_noise(input_shape(16, 6, h, w), seed=0)),
+        ("deep_decoder", dict(k=8, depth=3, upsample_first=False),
+         lambda h, w: input_noise(input_shape(8, 3, h, w), seed=0)),
+        ("dip_skip", dict(in_channels=4, channels_down=(8,) * 3, channels_up=(8,) * 3, channels_skip=(2,) * 3),
+         lambda h, w: input_noise((1, 4, h, w), seed=0))]
+
+
+@pytest.mark.parametrize("name,kwargs,make_z", TINY, ids=["dd", "dd-upsample-last", "dip-tiny"])
+def test_output_shape_and_range(name, kwargs, make_z):
+    torch.manual_seed(0)
+    m = build(name, **kwargs)
+    out = m(make_z(32, 64))
+    assert out.shape == (1, 3, 32, 64) and 0 < out.min() and out.max() < 1
+
+
+def test_dip_skip_reference_net():
+    torch.manual_seed(0)
+    m = build("dip_skip")  # get_net(32, 'skip', 'reflection', 128, 128, 4, 5 scales, 'bilinear')
+    assert n_params(m) == 2_217_831
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert sum(c.stride == (2, 2) for c in convs) == 5 and all(c.bias is not None for c in convs)
+    assert sum(isinstance(x, torch.nn.ReflectionPad2d) for x in m.modules()) == len(convs)
+    assert {x.negative_slope for x in m.modules() if isinstance(x, torch.nn.LeakyReLU)} == {0.2}
+    with torch.no_grad():
+        out = m(input_noise((1, 32, 64, 64), seed=0))
+    assert out.shape == (1, 3, 64, 64) and 0 < out.min() and out.max() < 1
+
+
+def test_bad_network_arguments_fail_loudly():
+    with pytest.raises(ValueError, match="upsample"):
+        build("deep_decoder", upsample="bicubic")
+    with pytest.raises(ValueError, match="same non-zero length"):
+        build("dip_skip", channels_down=(8, 8), channels_up=(8,), channels_skip=(4, 4))
+
+
+# ------------------------------------------------------------------ fitting
+def test_decoder_fits_an_image_but_not_noise(crop):
+    """The paper's claim: an under-parameterised deep decoder (1,776 weights for
+    12,288 values) represents a natural image well and pure noise badly."""
+    noise = torch.rand(crop.shape, generator=torch.Generator().manual_seed(0))
+    got = {}
+    for name, target in [("image", crop[None]), ("noise", noise[None])]:
+        torch.manual_seed(0)
+        r = fit(build("deep_decoder", k=16, depth=6), target, input_noise(input_shape(16, 6, 64, 64), seed=0),
+                iterations=300, lr=0.01)
+        got[name] = psnr(r.best_image, target).item()
+    # measured: image 25.96 dB (25.60 with two threads), noise 10.95 dB (on U[0,1] noise the constant 0.5
+    # alone gets 10.80 dB)
+    assert got["image"] == pytest.approx(25.96, abs=0.5), got
+    assert got["noise"] == pytest.approx(10.95, abs=0.1), got
+
+
+def _tiny_fit(crop, seed=0, lr=0.01, **kw):
+    torch.manual_seed(0)
+    m = build("dip_skip", in_channels=4, channels_down=(8,) * 3, channels_up=(8,) * 3, channels_skip=(2,) * 3)
+    z = input_noise((1, 4, 32, 32), seed=1)
+    return fit(m, crop[None, :, :32, :32], z, iterations=15, lr=lr, seed=seed, **kw)
+
+
+def test_fit_is_reproducible_with_a_seed(crop):
+    a = _tiny_fit(crop, reg_noise_std=1 / 30, ema=0.99)
+    b = _tiny_fit(crop, reg_noise_std=1 / 30, ema=0.99)
+    c = _tiny_fit(crop, seed=1, reg_noise_std=1 / 30, ema=0.99)
+    assert torch.equal(a.losses, b.losses) and torch.equal(a.image, b.image) and torch.equal(a.ema_image, b.ema_image)
+    assert not torch.equal(a.losses, c.losses)  # the seed drives the input noise
+
+
+def test_fit_reports_best_iterate_and_ema(crop):
+    seen = []
+    # lr 0.3: a loss that goes up and down, so the best iterate is not the last
+    r = _tiny_fit(crop, lr=0.3, ema=0.99, callback=lambda t, out, avg, loss: seen.append((t, out, avg, loss)),
+                  callback_every=1)
+    noisy = crop[None, :, :32, :32]
+    assert [s[0] for s in seen] == list(range(1, 16)) and r.iterations == 15
+    assert [s[3] for s in seen] == r.losses.tolist()
+    # the best iterate is judged by the fitting loss only, by include/fit.py's rule (a new best below best / 1.005)
+    best, want = float("inf"), None
+    for t, loss in enumerate(r.losses.tolist(), 1):
+        if best > 1.005 * loss:
+            best, want = loss, t
+    assert r.best_iteration == want == 14 and r.best_loss == best  # measured losses ... 0.0076 (14), 0.0087 (15)
+    assert F.mse_loss(r.best_image, noisy).item() == pytest.approx(r.best_loss, rel=1e-6)
+    avg = seen[0][1]
+    for _, out, got, _ in seen[1:]:
+        avg = 0.99 * avg + 0.01 * out
+        torch.testing.assert_close(got, avg)
+    torch.testing.assert_close(r.ema_image, avg)
+
+
+def test_fit_stops_when_the_rule_says_so(crop):
+    class At7:
+        best_iteration, best_image = 0, None
+
+        def update(self, t, image):
+            if t == 5:
+                self.best_iteration, self.best_image = t, image
+            return t == 7
+
+    seen = []
+    r = _tiny_fit(crop, stop=At7(), callback=lambda t, *_: seen.append(t), callback_every=5)
+    assert r.iterations == 7 and len(r.losses) == 7 and r.stop_iteration == 5 and r.stop_image is not None
+    assert seen == [5, 7]  # the step the fit ended on is reported too
+
+
+# ------------------------------------------------------------------ ES-WMV
+def _wmv_reference(xs, window):
+    """ES_WMV.ipynb closure: mean over the window of myMetric(ave_img, x)."""
+    out = {}
+    for t in range(window, len(xs) + 1):
+        win = xs[t - window:t]
+        ave = np.mean(win, axis=0)
+        out[t] = np.mean([((ave - x) ** 2).sum() / x.size for x in win])
+    return out
+
+
+def test_windowed_variance_stops_at_the_known_valley():
+    # x_t = (|t - 50| + 1) (-1)^t v: the spread is smallest for the window centred at t = 50
+    v = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    xs = [(abs(t - 50) + 1) * (-1) ** t * v for t in range(1, 201)]
+    rule, fired = WindowedVariance(window=5, patience=20), None
+    for t, x in enumerate(xs, 1):
+        if rule.update(t, x) and fired is None:
+            fired = t
+    ref = _wmv_reference([x.numpy().astype(np.float64) for x in xs], 5)
+    assert rule.best_iteration == 52 == min(ref, key=ref.get)  # window 48..52
+    assert torch.equal(rule.best_image, xs[51]) and fired == 52 + 20
+    got = dict(rule.variances)
+    assert got.keys() == ref.keys() and all(abs(got[t] - ref[t]) <= 1e-9 * ref[t] for t in ref)
+
+
+def test_windowed_variance_waits_for_a_full_window():
+    rule = WindowedVariance(window=4, patience=1)
+    assert not any(rule.update(t, torch.full((2,), float(t))) for t in range(1, 5))  # linear ramp: VAR constant
+    assert rule.best_iteration == 4 and rule.update(5, torch.full((2,), 5.0))  # no strict improvement: stop
+
+
+# ------------------------------------------------------------------ compression baselines
+def _reference_threshold(x, ncoeff, level):
+    """include/wavelet.py:_wavelet_threshold on one channel (db1, hard), for comparison."""
+    import pywt
+
+    coeffs = pywt.wavedecn(x, "db1", level=level)
+    a = np.sort(np.abs(np.concatenate([c.ravel() for lev in coeffs[1:] for c in lev.values()])))
+    thr = a[-(ncoeff - coeffs[0].size)]
+    coeffs = [coeffs[0]] + [{k: pywt.threshold(c, thr, mode="hard") for k, c in lev.items()} for lev in coeffs[1:]]
+    return pywt.waverecn(coeffs, "db1")
+
+
+def test_wavelet_threshold_matches_the_reference_selection(crop):
+    gray = crop.mean(0, keepdim=True)  # (1, 64, 64)
+    ours = wavelet_threshold(gray, 300, ycbcr=False).double()[0].numpy()
+    ref = np.clip(_reference_threshold(gray[0].double().numpy(), 300, level=3), 0, 1)  # level: dwt_max_level 6 - 3
+    assert np.abs(ours - ref).max() < 1e-6
+
+
+@pytest.mark.parametrize("ycbcr", [True, False])
+def test_wavelet_threshold_is_exact_with_all_and_loses_psnr_with_fewer(crop, ycbcr):
+    full = wavelet_threshold(crop, 64 * 64, ycbcr=ycbcr)
+    assert (full - crop).abs().max() < 1e-5
+    ps = [psnr(wavelet_threshold(crop, n, ycbcr=ycbcr)[None], crop[None]).item() for n in (2048, 1024, 512, 256, 128)]
+    assert all(a > b for a, b in zip(ps, ps[1:])), ps
+    # measured: YCbCr 42.42, 34.74, 30.45, 27.41, 24.66 dB; RGB 42.28, 34.71, 30.47, 27.38, 24.62 dB
+    assert ps[0] == pytest.approx(42.35, abs=0.2) and ps[-1] == pytest.approx(24.64, abs=0.2), ps
+    with pytest.raises(ValueError, match="approximation"):
+        wavelet_threshold(crop, 10)  # 8x8 approximation band
+
+
+BUDGETS = (800, 1000, 1500, 2000, 4000)
+
+
+def test_jpeg_at_bytes_respects_the_budget(crop):
+    from reconlab.untrained.compression import _encode
+
+    results = [jpeg_at_bytes(crop, n) for n in BUDGETS]
+    for n, r in zip(BUDGETS, results):
+        assert r.n_bytes <= n and r.image.shape == crop.shape and 0 <= r.image.min() and r.image.max() <= 1
+    arr = (crop.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert all(len(_encode(arr, r.quality + 1)) > n for n, r in zip(BUDGETS, results) if r.quality < 95)  # the highest
+    # measured: (bytes, quality, PSNR) = (794, 8, 25.67), (996, 27, 29.83), (1492, 76, 33.42), (1998, 89, 35.56),
+    # and quality 95 (the cap) at 2749 bytes, 38.12 dB
+    assert [(r.n_bytes, r.quality) for r in results] == [(794, 8), (996, 27), (1492, 76), (1998, 89), (2749, 95)]
+    ps = [psnr(r.image[None], crop[None]).item() for r in results]
+    assert ps == sorted(ps) and ps[0] == pytest.approx(25.67, abs=0.05) and ps[-1] == pytest.approx(38.12, abs=0.05)
+    with pytest.raises(ValueError, match="even JPEG quality 1 needs 715 bytes"):
+        jpeg_at_bytes(crop, 700)

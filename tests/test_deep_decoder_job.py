@@ -1,0 +1,97 @@
+"""jobs/deep_decoder_sweep.py end to end (real Ray, real MLflow) and its
+trial in-process: every iterate scored, the no-reference stopping rule
+judged against the oracle, the compression table against wavelets and JPEG.
+The networks and the fitting loop are in tests/test_deep_decoder.py."""
+
+import math
+
+import pytest
+
+from jobutil import run_job, runs_by_kind
+
+SMOKE = """\
+name: dd
+metric: psnr_best_fit
+num_samples: 1
+stratify: [method, sigma]
+scheduler: {type: fifo}
+resources_per_trial: {cpu: 1, gpu: 0}
+fixed: {image: astronaut, crop: 64, iterations: 60, report_every: 20, stop_window: 10, stop_patience: 20,
+        dip_channels: 16, dip_scales: 3, k: 16}
+search:
+  method: {type: choice, values: [decoder, dip]}
+  sigma: {type: choice, values: [0.0, 25.0]}
+  lr: {type: loguniform, low: 0.005, high: 0.02}
+"""
+
+
+def small(**kw):
+    return {"image": "astronaut", "crop": 64, "k": 16, "iterations": 60, "report_every": 20, "stop_window": 10,
+            "stop_patience": 20, "dip_channels": 16, "dip_scales": 3, **kw}
+
+
+def test_the_trial_reports_every_metric_at_every_report_and_the_chosen_images_at_the_end():
+    from reconlab.sweep.deep_decoder_trial import METRICS, run_trial
+
+    reports = []
+    final = run_trial(small(), lambda m, images: reports.append((m, images)))
+    assert [m["step"] for m, _ in reports] == [20, 40, 60]
+    for m, images in reports:
+        assert set(METRICS) - {"psnr_ema"} <= set(m) and all(math.isfinite(m[k]) for k in METRICS if k in m)
+        assert m["psnr_oracle"] >= max(m["psnr"], m["psnr_best_fit"], m["psnr_stop"]) - 1e-9
+    assert reports[-1][1] is not None and all(images is None for _, images in reports[:-1])
+    assert set(reports[-1][1]) == {"noisy", "best_fit", "stop", "oracle", "final"}
+    assert final["stop_gap"] == pytest.approx(final["psnr_oracle"] - final["psnr_stop"])
+    assert final["num_parameters"] == 6 * 16 * 16 + 2 * 6 * 16 + 3 * 16  # the paper's count, k = 16, d = 6
+
+
+def test_the_trial_is_reproducible_and_the_noise_is_seeded():
+    from reconlab.sweep.deep_decoder_trial import run_trial
+
+    a, b = run_trial(small(method="dip", iterations=20)), run_trial(small(method="dip", iterations=20))
+    assert a["psnr_best_fit"] == b["psnr_best_fit"] and a["psnr_ema"] == b["psnr_ema"]
+    c = run_trial(small(method="dip", iterations=20, seed=1))
+    assert c["psnr_best_fit"] != a["psnr_best_fit"]
+
+
+@pytest.mark.parametrize("bad, match", [({"image": "lena"}, "unknown image"), ({"crop": 48}, "multiple of"),
+                                        ({"sigma": -1}, "sigma"), ({"lr": 0}, "lr")])
+def test_bad_trial_values_are_refused(bad, match):
+    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig
+
+    with pytest.raises(ValueError, match=match):
+        DeepDecoderTrialConfig(**small(**bad))
+
+
+def test_the_stopping_rule_is_observed_without_ending_the_fit():
+    """The rule's pick is kept when it first fires; the fit goes on, so the
+    oracle it is judged against sees the whole run."""
+    from reconlab.sweep.deep_decoder_trial import run_trial
+
+    r = run_trial(small(iterations=80, stop_window=5, stop_patience=5))
+    assert r["fit_iterations"] == 80 and r["stop_fired_at"] < 80 and r["stop_iteration"] <= r["stop_fired_at"]
+
+
+@pytest.mark.slow
+def test_smoke_sweep_tables_curves_images_and_compression(tmp_path):
+    space = tmp_path / "dd.yaml"
+    space.write_text(SMOKE)
+    p = run_job("deep_decoder_sweep.py", "--smoke-test", "--search-space", str(space), "--storage-path",
+                str(tmp_path / "store"))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    out = p.stdout
+    assert "best psnr_best_fit per image and method" in out
+    assert "| astronaut | decoder | 25 | 1 |" in out and "| astronaut | dip | 25 | 1 |" in out
+    assert "Compression (sigma 0" in out and "| astronaut | 16 | 6 | 1776 |" in out
+    assert "no-reference stopping rule (ES-WMV)" in out
+    c, runs = runs_by_kind(f"sqlite:///{tmp_path}/store/mlflow.db", "reconlab-deep-decoder-smoke")
+    (parent,) = runs["sweep"]
+    assert parent.info.status == "FINISHED"
+    names = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"summary.md", "summary.csv", "compression.md", "compression.csv", "compression.png"} <= names
+    assert len(runs["trial"]) == 4
+    for t in runs["trial"]:
+        assert t.info.status == "FINISHED"
+        assert [m.step for m in c.get_metric_history(t.info.run_id, "psnr")] == [20, 40, 60]
+        assert {"noisy.png", "best_fit.png", "stop.png", "oracle.png"} <= {a.path for a in c.list_artifacts(
+            t.info.run_id)}
