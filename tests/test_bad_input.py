@@ -30,9 +30,10 @@ from jobutil import REPO, run_job  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-INV, XOR = "inversion_sweep.py", "xor_decryption.py"
+INV, XOR, DD = "inversion_sweep.py", "xor_decryption.py", "deep_decoder_sweep.py"
 INV_YAML = "name: x\nmetric: verifier_acc\n"
 XOR_YAML = "name: x\nmetric: test_psnr\n"
+DD_YAML = "name: x\nmetric: psnr_best_fit\n"
 
 
 # ----------------------------------------------------------------- data files
@@ -309,6 +310,14 @@ CASES = [
          "train 3x8x8, test 3x16x16", data=parquet_split_shapes_differ),
     Case("parquet grayscale images for XOR", XOR, XOR_YAML + "dataset: parquet\n", ("--data-root", "{data}"),
          "key 'dataset' = 'parquet (1, 8, 8)': needs RGB images", "1x8x8 shards", data=parquet_grayscale),
+    # ---- the untrained-network job (its shared checks are the same code as above)
+    Case("unknown photograph for the deep decoder", DD,
+         DD_YAML + "search:\n  image: {type: choice, values: [astronaut, lena]}\n",
+         message="space.yaml, key 'search.image.values[1]' = 'lena': unknown image 'lena'",
+         example="`image: {type: choice, values: [astronaut, lena]}`"),
+    Case("crop not a multiple of the decoder's stride", DD, DD_YAML + "fixed: {crop: 48}\n",
+         message="space.yaml, key 'fixed.crop' = 48: crop must be 0 or a multiple of the network's stride 32",
+         example="`fixed: {crop: 48}`"),
     Case("parquet 12x12 images for a depth-3 U-Net", XOR, XOR_YAML + "dataset: parquet\n", ("--data-root", "{data}"),
          "key 'depth' = 3: 12x12 images do not fit a U-Net of depth 3", "3x12x12 shards", data=parquet_12x12),
 ]

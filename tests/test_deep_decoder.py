@@ -4,7 +4,10 @@ loop, ES-WMV early stopping and the compression baselines.
 Both networks were checked once against the reference code (same parameter
 order, weights copied, outputs bit-identical in train mode: decodernw for
 k = 16/64/128 and both upsample orders, skip() on 64x64, 96x80 and 70x90);
-the counts pinned here are the references' counts."""
+the counts pinned here are the references' counts. ``wavelet_threshold`` was
+checked once against include/wavelet.py:denoise_wavelet (YCbCr, db1) on the
+astronaut at 64^2, 256^2 and 512^2 with 300 to 20,000 coefficients: equal
+PSNR to 0.001 dB, images equal except where two coefficients tie to 1e-12."""
 
 import numpy as np
 import pytest

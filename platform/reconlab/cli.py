@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print("reconlab jobs (see README):\n"
           "  python jobs/inversion_sweep.py [--smoke-test] ...   network inversion of classifiers (the main job)\n"
           "  python jobs/xor_decryption.py [--smoke-test] ...    XOR decryption with a U-Net (Table I)\n"
+          "  python jobs/deep_decoder_sweep.py [--smoke-test] ... deep decoder and deep image prior fits\n"
           "reconlab sync [DIR|SPOOL ...]                         deliver what a sweep spooled while MLflow was away")
     return 0
 

@@ -15,7 +15,9 @@ helper with ``bias=False``, the output conv included; its reflection padding
 pads 0 pixels for a 1x1 kernel and is left out here. BatchNorm on a batch of
 one image normalises each channel over its pixels: that is the paper's
 channel normalisation, so the network stays in train mode while it is fitted
-and evaluated (the reference never calls ``eval()``).
+and evaluated (the reference never calls ``eval()``). ``nn.Upsample(scale_factor=2,
+mode='bilinear')`` is the reference's call; its align_corners=False is the
+default of every PyTorch since 0.4.1.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def deep_decoder(k: int = 128, depth: int = 6, out_channels: int = 3,
                  upsample: Literal["bilinear", "nearest"] = "bilinear",
                  upsample_first: bool = True) -> nn.Module:
     """The deep decoder with k channels in each of ``depth`` blocks. Paper and
-    reference defaults: k = 128 (denoising; 64 for compression), depth 6,
-    bilinear upsampling first. Its input comes from ``input_shape`` and
+    reference defaults: k = 128 for denoising (``compression.ipynb`` uses 64
+    and 128), depth 6, bilinear upsampling first. Its input comes from ``input_shape`` and
     ``input_noise``."""
     return DeepDecoder(k, depth, out_channels, upsample, upsample_first)

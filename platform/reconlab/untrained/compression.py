@@ -67,9 +67,9 @@ def wavelet_threshold(image: torch.Tensor, n_coeffs: int, wavelet: str = "db1", 
     Defaults follow ``include/wavelet.py``: Haar (``db1``), ``level`` = maximum
     level - 3, the approximation band always kept and counted, one threshold
     over all detail bands, colour images thresholded in YCbCr ("Wavelet
-    compression performs better in YCbCr space", ``compression.ipynb``; its
-    rescaling of each YCbCr channel to [0, 1] changes no choice of
-    coefficients and is left out).
+    compression performs better in YCbCr space", ``compression.ipynb``; it
+    rescales each YCbCr channel to [0, 1], which changes no choice of
+    coefficients, and clips the channel there, which is kept).
     ``mode='periodization'`` makes the transform orthogonal with exactly H x W
     coefficients per channel for any wavelet, so "n coefficients" is a true
     count (the reference's default 'symmetric' mode adds boundary
@@ -89,7 +89,8 @@ def wavelet_threshold(image: torch.Tensor, n_coeffs: int, wavelet: str = "db1", 
         x = rgb2ycbcr(x.transpose(1, 2, 0)).transpose(2, 0, 1)
     lv = _levels(x.shape[1:], w, level)
     out = np.stack([_threshold_channel(ch, n_coeffs, w, lv, mode) for ch in x])
-    if colour:
+    if colour:  # denoise_wavelet clips each YCbCr channel to its own range before converting back
+        out = np.clip(out, x.min(axis=(1, 2), keepdims=True), x.max(axis=(1, 2), keepdims=True))
         from skimage.color import ycbcr2rgb
 
         out = ycbcr2rgb(out.transpose(1, 2, 0)).transpose(2, 0, 1)
