@@ -161,9 +161,11 @@ def run_trial(config: dict, report=None, threads: int = 1) -> dict:
 
     cfg = DeepDecoderTrialConfig(**config)
     torch.set_num_threads(threads)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # Ray shows a trial only the GPU it was given
     clean = clean_image(cfg)
-    noisy = add_noise(clean, cfg.sigma, cfg.seed)
+    noisy = add_noise(clean, cfg.sigma, cfg.seed)  # drawn on the CPU: the same noise on any device
     model, z, extra = build_fit(cfg, clean.shape)
+    model, z, clean, noisy = model.to(dev), z.to(dev), clean.to(dev), noisy.to(dev)
     stop = Observed(WindowedVariance(cfg.stop_window, cfg.stop_patience)) if cfg.stopping == "wmv" else None
     weights = sum(p.numel() for p in model.parameters())
     oracle = {"psnr": -math.inf, "iteration": 0, "image": None}
@@ -226,7 +228,7 @@ def tune_trainable(config: dict, shared: dict) -> None:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({k: (v[0].clamp(0, 1) * 255).round().to(torch.uint8) for k, v in images.items()},
+            torch.save({k: (v[0].cpu().clamp(0, 1) * 255).round().to(torch.uint8) for k, v in images.items()},
                        os.path.join(tmp, IMAGES))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
