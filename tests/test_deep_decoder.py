@@ -218,11 +218,27 @@ def _reference_threshold(x, ncoeff, level):
     return pywt.waverecn(coeffs, "db1")
 
 
-def test_wavelet_threshold_matches_the_reference_selection(crop):
+def _reference_ycbcr(rgb, ncoeff, level):
+    """include/wavelet.py:denoise_wavelet(multichannel=True, convert2ycbcr=True): each YCbCr channel
+    rescaled to [0, 1], thresholded, clipped to [0, 1], scaled back; then RGB clipped to [0, 1]."""
+    from skimage.color import rgb2ycbcr, ycbcr2rgb
+
+    out = rgb2ycbcr(rgb.transpose(1, 2, 0))
+    for i in range(3):
+        lo, hi = out[..., i].min(), out[..., i].max()
+        channel = np.clip(_reference_threshold((out[..., i] - lo) / (hi - lo), ncoeff, level), 0, 1)
+        out[..., i] = channel * (hi - lo) + lo
+    return np.clip(ycbcr2rgb(out), 0, 1).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("n", [300, 1000])
+def test_wavelet_threshold_matches_the_reference(crop, n):
     gray = crop.mean(0, keepdim=True)  # (1, 64, 64)
-    ours = wavelet_threshold(gray, 300, ycbcr=False).double()[0].numpy()
-    ref = np.clip(_reference_threshold(gray[0].double().numpy(), 300, level=3), 0, 1)  # level: dwt_max_level 6 - 3
+    ours = wavelet_threshold(gray, n, ycbcr=False).double()[0].numpy()
+    ref = np.clip(_reference_threshold(gray[0].double().numpy(), n, level=3), 0, 1)  # level: dwt_max_level 6 - 3
     assert np.abs(ours - ref).max() < 1e-6
+    ours = wavelet_threshold(crop, n).double().numpy()
+    assert np.abs(ours - _reference_ycbcr(crop.double().numpy(), n, level=3)).max() < 1e-6
 
 
 @pytest.mark.parametrize("ycbcr", [True, False])

@@ -9,7 +9,8 @@ CLASSIFIERS = sorted(n for n in BUILDERS if n.startswith("classifier"))
 
 
 def test_every_builder_is_covered():
-    assert set(BUILDERS) == {*CLASSIFIERS, "unet"}  # a new builder needs a test here
+    assert set(BUILDERS) == {*CLASSIFIERS, "unet", "deep_decoder", "dip_skip"}  # a new builder needs a test here
+    # (deep_decoder and dip_skip: tests/test_deep_decoder.py)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
