@@ -45,6 +45,19 @@ def test_the_trial_reports_every_metric_at_every_report_and_the_chosen_images_at
     assert final["num_parameters"] == 6 * 16 * 16 + 2 * 6 * 16 + 3 * 16  # the paper's count, k = 16, d = 6
 
 
+def test_an_in_process_trial_leaves_the_torch_thread_count_alone():
+    """Other tests pin numbers at the suite's thread count (conftest): a trial
+    run in-process must not change it (one did, and a later test's trained
+    classifier missed its accuracy)."""
+    import torch
+
+    from reconlab.sweep.deep_decoder_trial import run_trial
+
+    n = torch.get_num_threads()
+    run_trial(small(iterations=2, report_every=1))
+    assert torch.get_num_threads() == n
+
+
 def test_the_trial_is_reproducible_and_the_noise_is_seeded():
     from reconlab.sweep.deep_decoder_trial import run_trial
 

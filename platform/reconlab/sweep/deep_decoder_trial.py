@@ -152,15 +152,18 @@ class Observed:
         return self.rule.best_iteration, self.rule.best_image
 
 
-def run_trial(config: dict, report=None, threads: int = 1) -> dict:
+def run_trial(config: dict, report=None, threads: int | None = None) -> dict:
     """One fit. ``report(metrics, images)`` every ``report_every`` steps
-    (``images`` None) and with the last report ({name: (1, 3, h, w)})."""
+    (``images`` None) and with the last report ({name: (1, 3, h, w)}).
+    ``threads``: torch threads for this process (a Tune worker's share);
+    None leaves the caller's setting alone."""
     from reconlab.metrics import psnr, ssim
     from reconlab.untrained.fit import fit
     from reconlab.untrained.stopping import WindowedVariance
 
     cfg = DeepDecoderTrialConfig(**config)
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     dev = "cuda" if torch.cuda.is_available() else "cpu"  # Ray shows a trial only the GPU it was given
     clean = clean_image(cfg)
     noisy = add_noise(clean, cfg.sigma, cfg.seed)  # drawn on the CPU: the same noise on any device
