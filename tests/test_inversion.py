@@ -88,6 +88,22 @@ def test_inversion_turns_noise_into_each_target_digit(digits):
     assert 0.0 <= x.min() and x.max() <= 1.0
 
 
+def untrained_shared(digits, **extra) -> dict:
+    """A trial's ``shared`` payload with untrained (seeded) sgd and verifier
+    classifiers: the trial's mechanics, not inversion quality."""
+    from reconlab.training.classifier import VARIANTS
+
+    shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
+              "class_means": digits.class_means(), "device": "cpu", **extra}
+    for v in ("sgd", "verifier"):
+        spec = VARIANTS[v]
+        torch.manual_seed(spec.seed)
+        shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
+                               build(spec.builder, **spec.model_kwargs()).state_dict())
+        shared["digests"][v] = f"untrained-{v}"
+    return shared
+
+
 @pytest.mark.parametrize("period, stop_points, expected", [(0, [], [True] * 4), (1e9, [], [False] * 3 + [True]),
                                                           (1e9, [1, 3], [True, False, True, True])])
 def test_trial_checkpoints_every_period_at_stop_points_and_with_its_last_report(digits, period, stop_points,
@@ -98,17 +114,8 @@ def test_trial_checkpoints_every_period_at_stop_points_and_with_its_last_report(
     import os
 
     from reconlab.sweep.inversion_trial import run_trial
-    from reconlab.training.classifier import VARIANTS
 
-    shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
-              "class_means": digits.class_means(), "device": "cpu",
-              "stop_points": stop_points}
-    for v in ("sgd", "verifier"):
-        spec = VARIANTS[v]
-        torch.manual_seed(spec.seed)
-        shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
-                               build(spec.builder, **spec.model_kwargs()).state_dict())
-        shared["digests"][v] = f"untrained-{v}"
+    shared = untrained_shared(digits, stop_points=stop_points)
     states = []
 
     def report(metrics, state_dir):
@@ -131,19 +138,12 @@ def test_a_diverging_trial_reports_the_worst_finite_score_for_the_sweeps_metric_
     import sys
 
     from reconlab.sweep.inversion_trial import METRICS, run_trial
-    from reconlab.training.classifier import VARIANTS
     from reconlab.tracking import DIVERGED
 
-    shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
-              "class_means": digits.class_means(), "device": "cpu", "worst": {"metric": metric, "mode": mode}}
-    for v in ("sgd", "verifier"):
-        spec = VARIANTS[v]
-        torch.manual_seed(spec.seed)
-        shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
-                               build(spec.builder, **spec.model_kwargs()).state_dict())
-        shared["digests"][v] = f"untrained-{v}"
+    shared = untrained_shared(digits, worst={"metric": metric, "mode": mode})
     reports = []
-    cfg = {"variant": "sgd", "optimizer": "sgd", "init_scale": 1.0, "tv_weight": 1e38, "steps": 8, "report_every": 1, "restarts": 1}
+    cfg = {"variant": "sgd", "optimizer": "sgd", "init_scale": 1.0, "tv_weight": 1e38, "steps": 8, "report_every": 1,
+           "restarts": 1}
     last = run_trial(cfg, shared, lambda m, d: reports.append(m))
     assert last[DIVERGED] == 1.0 and reports[-1] is last
     assert set(METRICS) <= set(last) and all(math.isfinite(last[k]) for k in METRICS)
