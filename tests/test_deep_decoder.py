@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from reconlab.metrics import psnr
 from reconlab.models import build
 from reconlab.models.deep_decoder import input_noise, input_shape, num_parameters
-from reconlab.untrained import WindowedVariance, fit
+from reconlab.untrained import HeldOutPixels, WindowedVariance, fit
+from reconlab.untrained.batched import fit_batched, stack
 from reconlab.untrained.compression import compression_factor, jpeg_at_bytes, wavelet_threshold
 
 
@@ -206,6 +207,84 @@ def test_windowed_variance_waits_for_a_full_window():
     assert rule.best_iteration == 4 and rule.update(5, torch.full((2,), 5.0))  # no strict improvement: stop
 
 
+# ------------------------------------------------------------------ held-out pixels
+def test_a_masked_fit_never_sees_the_held_out_pixels(crop):
+    noisy = crop[None, :, :32, :32]
+    mask = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.2
+    garbage = torch.where(mask, noisy, torch.rand(noisy.shape, generator=torch.Generator().manual_seed(1)))
+    a, b = _tiny_fit(crop, mask=mask), _tiny_fit(garbage[0], mask=mask)
+    assert torch.equal(a.losses, b.losses) and torch.equal(a.image, b.image)
+    # and the held-out pixels do count without the mask
+    assert not torch.equal(_tiny_fit(crop).losses, _tiny_fit(garbage[0]).losses)
+    masked = ((a.best_image - noisy) ** 2 * mask).sum() / (3 * mask.sum())
+    assert masked.item() == pytest.approx(a.best_loss, rel=1e-5)  # the loss is the fitted pixels' MSE
+    with pytest.raises(ValueError, match="mask"):
+        _tiny_fit(crop, mask=torch.zeros(1, 1, 32, 32, dtype=torch.bool))
+
+
+def test_held_out_rule_keeps_the_iterate_closest_on_the_held_out_pixels():
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.rand(1, 3, 16, 16, generator=g)
+    rule = HeldOutPixels(noisy, fraction=0.25, patience=10, seed=3)
+    held = ~rule.train_mask
+    assert 0.1 < held.float().mean().item() < 0.4 and rule.train_mask.shape == (1, 1, 16, 16)
+    direction = torch.rand(1, 3, 16, 16, generator=g)
+    fired = None
+    for t in range(1, 60):  # x_t drifts away from y on every pixel, least at t = 20
+        x = noisy + 0.01 * abs(t - 20) * direction
+        if rule.update(t, x) and fired is None:
+            fired = t
+    assert rule.best_iteration == 20 and torch.equal(rule.best_image, noisy) and fired == 30
+    # only the held-out pixels are scored: changing the fitted ones changes nothing
+    assert rule.held_out_loss(torch.where(rule.train_mask, 0.0, noisy)) == 0.0
+    assert HeldOutPixels(noisy, 0.25, seed=3).train_mask.equal(rule.train_mask)  # seeded
+    with pytest.raises(ValueError, match="fraction"):
+        HeldOutPixels(noisy, fraction=1.0)
+
+
+def test_held_out_rule_lands_near_the_oracle_on_a_real_fit(crop):
+    """The rule's point: without the clean image it picks an iterate close to the best one. Pinned on a
+    64x64 crop at sigma 25, where the decoder overfits within 400 steps."""
+    g = torch.Generator().manual_seed(0)
+    noisy = (crop[None] + 25 / 255 * torch.randn(crop[None].shape, generator=g)).clamp(0, 1)
+    rule = HeldOutPixels(noisy, fraction=0.1, patience=1000, seed=1)
+    scores = {}
+    torch.manual_seed(0)
+    fit(build("deep_decoder", k=32), noisy, input_noise(input_shape(32, 6, 64, 64), seed=0), iterations=400,
+        lr=0.01, stop=rule, mask=rule.train_mask, callback=lambda t, out, *_: scores.__setitem__(t, psnr(out, crop[None]).item()),
+        callback_every=1)
+    oracle = max(scores.values())
+    picked = psnr(rule.best_image, crop[None]).item()
+    assert picked == pytest.approx(scores[rule.best_iteration])
+    assert oracle - picked < 1.0, (oracle, picked, rule.best_iteration)
+    assert scores[400] < oracle - 0.5  # there is an overfit for the rule to avoid
+
+
+# ------------------------------------------------------------------ batched fits
+def test_stacked_decoders_fit_exactly_as_the_separate_fits():
+    imgs = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    decoders, zs = [], []
+    for b in range(3):
+        torch.manual_seed(b)
+        decoders.append(build("deep_decoder", k=8))
+        zs.append(input_noise(input_shape(8, 6, 32, 32), seed=10 + b))
+    r = fit_batched(stack(decoders), imgs, torch.cat(zs, 1), iterations=25, lr=0.01)
+    assert r.losses.shape == (25, 3) and r.image.shape == (3, 3, 32, 32)
+    for b in range(3):  # after: stack copied the weights, so fitting the originals starts from the same point
+        s = fit(decoders[b], imgs[b:b + 1], zs[b], iterations=25, lr=0.01)
+        torch.testing.assert_close(r.losses[:, b], s.losses, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(r.image[b], s.image[0], rtol=1e-4, atol=1e-5)
+        assert r.best_iteration[b] == s.best_iteration
+        torch.testing.assert_close(r.best_image[b], s.best_image[0], rtol=1e-4, atol=1e-5)
+
+
+def test_only_decoders_of_one_architecture_stack():
+    with pytest.raises(ValueError, match="architecture"):
+        stack([build("deep_decoder", k=8), build("deep_decoder", k=8, depth=3)])
+    with pytest.raises(ValueError, match="cannot stack"):
+        stack([build("dip_skip", in_channels=4, channels_down=(8,) * 2, channels_up=(8,) * 2, channels_skip=(2,) * 2)])
+
+
 # ------------------------------------------------------------------ compression baselines
 def _reference_threshold(x, ncoeff, level):
     """include/wavelet.py:_wavelet_threshold on one channel (db1, hard), for comparison."""
@@ -271,3 +350,8 @@ def test_jpeg_at_bytes_respects_the_budget(crop):
     assert ps == sorted(ps) and ps[0] == pytest.approx(25.67, abs=0.05) and ps[-1] == pytest.approx(38.12, abs=0.05)
     with pytest.raises(ValueError, match="even JPEG quality 1 needs 715 bytes"):
         jpeg_at_bytes(crop, 700)
+
+
+def test_decoders_of_different_widths_do_not_stack():
+    with pytest.raises(ValueError, match="architecture"):
+        stack([build("deep_decoder", k=8), build("deep_decoder", k=16)])

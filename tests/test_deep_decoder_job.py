@@ -68,7 +68,9 @@ def test_the_trial_is_reproducible_and_the_noise_is_seeded():
 
 
 @pytest.mark.parametrize("bad, match", [({"image": "lena"}, "unknown image"), ({"crop": 48}, "multiple of"),
-                                        ({"sigma": -1}, "sigma"), ({"lr": 0}, "lr")])
+                                        ({"sigma": -1}, "sigma"), ({"lr": 0}, "lr"),
+                                        ({"stopping": "psnr"}, "stopping"), ({"holdout": 1.0}, "holdout"),
+                                        ({"stopping": "heldout", "sigma": 0}, "noise to stop on")])
 def test_bad_trial_values_are_refused(bad, match):
     from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig
 
@@ -83,6 +85,41 @@ def test_the_stopping_rule_is_observed_without_ending_the_fit():
 
     r = run_trial(small(iterations=80, stop_window=5, stop_patience=5))
     assert r["fit_iterations"] == 80 and r["stop_fired_at"] < 80 and r["stop_iteration"] <= r["stop_fired_at"]
+
+
+def test_a_held_out_trial_masks_the_fit_and_judges_both_rules_on_it():
+    from reconlab.sweep.deep_decoder_trial import run_trial
+
+    cfg = small(iterations=80, stop_window=5, stop_patience=1000, lr=0.03)
+    held, full = run_trial({**cfg, "stopping": "heldout", "holdout": 0.2}), run_trial(cfg)
+    assert held["psnr_best_fit"] != full["psnr_best_fit"]  # the mask changed the fit
+    assert held["stop_gap"] == pytest.approx(held["psnr_oracle"] - held["psnr_stop"])
+    assert held["wmv_gap"] == pytest.approx(held["psnr_oracle"] - held["psnr_wmv"])
+    assert held["psnr_stop"] != held["psnr_wmv"]  # two rules, two picks
+    assert full["psnr_wmv"] == full["psnr_stop"]  # stopping: wmv is ES-WMV itself
+    assert "psnr_wmv" not in run_trial({**cfg, "stopping": "none"})
+
+
+def _result(image, stopping, stop, wmv, oracle=30.0):
+    from types import SimpleNamespace
+
+    m = {"psnr_best_fit": 29.0, "psnr_oracle": oracle, "psnr_stop": stop, "psnr_wmv": wmv,
+         "stop_gap": oracle - stop, "wmv_gap": oracle - wmv}
+    return SimpleNamespace(error=None, metrics=m, config={"image": image, "stopping": stopping})
+
+
+def test_findings_judge_each_rule_on_its_worst_fit_and_compare_them_paired():
+    from reconlab.sweep.deep_decoder import findings
+
+    grid = [_result("a", "heldout", 29.5, 28.0), _result("b", "heldout", 29.2, 29.0),
+            _result("c", "heldout", 29.8, 28.5), _result("d", "wmv", 27.0, 27.0)]
+    held, wmv, paired = findings(grid)
+    assert "held-out pixels) lands within 1 dB" in held and "HOLDS (worst gap 0.80 dB on b, 3 fits" in held
+    assert "ES-WMV) lands within 1 dB" in wmv and "DOES NOT HOLD (worst gap 3.00 dB on d, 4 fits, 4 images" in wmv
+    # held-out - ES-WMV on the three fits that ran both: 1.5, 0.2, 1.3; mean 1.0, sd 0.7, t(0.975, 2) = 4.303: +-1.74
+    assert "than ES-WMV on the same fits: UNDECIDED (PSNR difference +1.00 [-0.74, +2.74]" in paired
+    more = grid[:3] + [_result(i, "heldout", 29.6, 28.4) for i in "efgh"]
+    assert ": HOLDS (PSNR difference" in findings(more)[-1]
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ def test_shipped_search_spaces_validate(repo):
     d = os.path.join(repo, "search_spaces")
     files = sorted(os.listdir(d))
     assert {"inversion.yaml", "xor.yaml", "xor_moonshot.yaml", "deep_decoder.yaml",
-            "deep_decoder_compression.yaml"} <= set(files)
+            "deep_decoder_compression.yaml", "deep_decoder_paper.yaml"} <= set(files)
     for f in files:
         family = max((k for k in families if f.startswith(k)), key=len)
         cls, metrics = families[family]

@@ -9,7 +9,9 @@ Its last report adds what each way of choosing the iterate reaches:
 
 - ``psnr_best_fit``: the iterate with the lowest fitting loss, the deep
   decoder reference's ``find_best`` (no clean image);
-- ``psnr_stop``: the no-reference stopping rule (ES-WMV, ``stopping: wmv``);
+- ``psnr_stop``: the no-reference stopping rule (``stopping``: ``wmv``,
+  ES-WMV, or ``heldout``, held-out pixels; ``psnr_wmv``: ES-WMV's pick on
+  the same fit, for the paired comparison);
 - ``psnr_oracle``: the best iterate by PSNR against the clean image;
 - ``psnr_final`` / ``psnr_ema``: the last output / DIP's output average.
 
@@ -33,6 +35,7 @@ from typing import Literal
 import torch
 
 METRICS = ("psnr", "ssim", "psnr_oracle", "psnr_best_fit", "psnr_stop", "psnr_final", "psnr_ema", "stop_gap",
+           "psnr_wmv", "wmv_gap",
            "fit_loss", "stop_iteration", "oracle_iteration", "num_parameters", "compression_factor",
            "iterations_per_s")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's bundled RGB photographs
@@ -54,9 +57,10 @@ class DeepDecoderTrialConfig:
     ema: float = 0.99  # DIP: output average
     lr: float = 0.01
     iterations: int = 1900
-    stopping: Literal["none", "wmv"] = "wmv"
+    stopping: Literal["none", "wmv", "heldout"] = "wmv"
     stop_window: int = 100  # ES-WMV window W
-    stop_patience: int = 1000  # ES-WMV patience P
+    stop_patience: int = 1000  # both rules' patience P
+    holdout: float = 0.1  # heldout: the fraction of pixels left out of the fit
     report_every: int = 50
     seed: int = 0
 
@@ -75,6 +79,12 @@ class DeepDecoderTrialConfig:
             raise ValueError(f"crop must be 0 or a multiple of the network's stride {self.stride()}")
         if not (0 <= self.ema < 1 and self.reg_noise_std >= 0):
             raise ValueError("ema must be in [0, 1) and reg_noise_std >= 0")
+        if self.stopping not in ("none", "wmv", "heldout"):
+            raise ValueError(f"stopping must be none, wmv or heldout, not {self.stopping!r}")
+        if not 0 < self.holdout < 1:
+            raise ValueError("holdout must be in (0, 1)")
+        if self.stopping == "heldout" and self.sigma == 0:
+            raise ValueError("stopping: heldout needs noise to stop on; sigma 0 (compression) fits every pixel")
 
     def stride(self) -> int:
         """Image sides must be multiples of this."""
@@ -130,26 +140,46 @@ def build_fit(cfg: DeepDecoderTrialConfig, shape: tuple[int, ...]):
 
 
 class Observed:
-    """Runs a stopping rule beside the fit without ending it: the iterate the
+    """Runs stopping rules beside the fit without ending it: the iterate each
     rule picks when it first fires is kept (or its pick at the end, if it
     never fires), and the fit goes on to ``iterations``, so the oracle and
-    the reference's protocol see the whole run the rule is judged against."""
+    the reference's protocol see the whole run the rules are judged against.
+    ``rules``: {name: rule}; ``pick(name)`` is (t*, x*)."""
 
-    def __init__(self, rule):
-        self.rule = rule
-        self.fired_at: int | None = None
-        self.best_iteration, self.best_image = 0, None
+    best_iteration, best_image = 0, None  # what ``fit`` reads of a rule: nothing, each rule is asked by name
+
+    def __init__(self, rules: dict):
+        self.rules = rules
+        self.fired_at: dict[str, int] = {}
+        self._picked: dict[str, tuple[int, torch.Tensor | None]] = {}
 
     def update(self, iteration: int, image: torch.Tensor) -> bool:
-        if self.fired_at is None and self.rule.update(iteration, image):
-            self.fired_at, self.best_iteration, self.best_image = iteration, self.rule.best_iteration, \
-                self.rule.best_image
+        for name, rule in self.rules.items():
+            if name not in self.fired_at and rule.update(iteration, image):
+                self.fired_at[name] = iteration
+                self._picked[name] = (rule.best_iteration, rule.best_image)
         return False
 
-    def pick(self) -> tuple[int, torch.Tensor | None]:
-        if self.fired_at is not None:
-            return self.best_iteration, self.best_image
-        return self.rule.best_iteration, self.rule.best_image
+    def pick(self, name: str) -> tuple[int, torch.Tensor | None]:
+        if name in self._picked:
+            return self._picked[name]
+        return self.rules[name].best_iteration, self.rules[name].best_image
+
+
+def stopping_rules(cfg: "DeepDecoderTrialConfig", noisy: torch.Tensor) -> tuple[Observed | None, torch.Tensor | None]:
+    """The fit's observers and its pixel mask. Every rule-bearing fit runs
+    ES-WMV; ``stopping: heldout`` also holds out ``holdout`` of the pixels
+    (the mask) for the held-out rule, so both rules are judged on that fit."""
+    from reconlab.untrained.stopping import HeldOutPixels, WindowedVariance
+
+    if cfg.stopping == "none":
+        return None, None
+    rules = {"wmv": WindowedVariance(cfg.stop_window, cfg.stop_patience)}
+    mask = None
+    if cfg.stopping == "heldout":
+        rules["heldout"] = HeldOutPixels(noisy, cfg.holdout, cfg.stop_patience, seed=cfg.seed + 2)
+        mask = rules["heldout"].train_mask
+    return Observed(rules), mask
 
 
 def run_trial(config: dict, report=None, threads: int | None = None) -> dict:
@@ -159,7 +189,6 @@ def run_trial(config: dict, report=None, threads: int | None = None) -> dict:
     None leaves the caller's setting alone."""
     from reconlab.metrics import psnr, ssim
     from reconlab.untrained.fit import fit
-    from reconlab.untrained.stopping import WindowedVariance
 
     cfg = DeepDecoderTrialConfig(**config)
     if threads:
@@ -169,7 +198,7 @@ def run_trial(config: dict, report=None, threads: int | None = None) -> dict:
     noisy = add_noise(clean, cfg.sigma, cfg.seed)  # drawn on the CPU: the same noise on any device
     model, z, extra = build_fit(cfg, clean.shape)
     model, z, clean, noisy = model.to(dev), z.to(dev), clean.to(dev), noisy.to(dev)
-    stop = Observed(WindowedVariance(cfg.stop_window, cfg.stop_patience)) if cfg.stopping == "wmv" else None
+    stop, mask = stopping_rules(cfg, noisy)
     weights = sum(p.numel() for p in model.parameters())
     oracle = {"psnr": -math.inf, "iteration": 0, "image": None}
     best_fit = {"loss": math.inf, "psnr": -math.inf}  # the fit's find_best rule, followed step by step
@@ -186,35 +215,44 @@ def run_trial(config: dict, report=None, threads: int | None = None) -> dict:
             best_fit.update(loss=loss, psnr=p)
         if t % cfg.report_every == 0 or t == cfg.iterations:
             # every metric, as it stands at step t (the sweep may optimise any of them)
-            stop_t, stop_img = stop.pick() if stop is not None else (t, None)
+            stop_t, stop_img = stop.pick(cfg.stopping) if stop is not None else (t, None)
             p_stop = psnr(stop_img, clean).item() if stop_img is not None else p
+            wmv_img = stop.pick("wmv")[1] if stop is not None else None
             last.update(step=t, psnr=p, ssim=ssim(out, clean).item(), psnr_oracle=oracle["psnr"],
                         oracle_iteration=oracle["iteration"], psnr_best_fit=best_fit["psnr"], psnr_final=p,
                         psnr_stop=p_stop, stop_iteration=stop_t if stop_img is not None else t,
                         stop_gap=oracle["psnr"] - p_stop, fit_loss=loss, num_parameters=weights,
+                        **({"psnr_wmv": psnr(wmv_img, clean).item()} if wmv_img is not None else {}),
                         compression_factor=clean.numel() / weights, iterations_per_s=t / (time.perf_counter() - t0),
                         **({"psnr_ema": psnr(avg, clean).item()} if avg is not None else {}))
+            if wmv_img is not None:
+                last["wmv_gap"] = oracle["psnr"] - last["psnr_wmv"]
             if report is not None and t < cfg.iterations:
                 report(dict(last), None)
 
     r = fit(model, noisy, z, iterations=cfg.iterations, lr=cfg.lr, callback=on_step, callback_every=1,
-            stop=stop, seed=cfg.seed, **extra)
+            stop=stop, mask=mask, seed=cfg.seed, **extra)
     seconds = time.perf_counter() - t0
-    stop_iteration, stop_image = stop.pick() if stop is not None else (r.iterations, None)
+    stop_iteration, stop_image = stop.pick(cfg.stopping) if stop is not None else (r.iterations, None)
     if stop_image is None:  # no rule, or its window never filled: the last iterate
         stop_iteration, stop_image = r.iterations, r.image
+    wmv_image = stop.pick("wmv")[1] if stop is not None else None
     final = {
         **last, "step": cfg.iterations,
         "psnr_best_fit": psnr(r.best_image, clean).item(), "psnr_stop": psnr(stop_image, clean).item(),
         "psnr_final": psnr(r.image, clean).item(), "psnr_oracle": oracle["psnr"],
         "oracle_iteration": oracle["iteration"], "stop_iteration": stop_iteration,
-        **({"stop_fired_at": stop.fired_at} if stop is not None and stop.fired_at else {}),
+        **({"stop_fired_at": stop.fired_at[cfg.stopping]} if stop is not None and cfg.stopping in stop.fired_at
+           else {}),
+        **({"psnr_wmv": psnr(wmv_image, clean).item()} if wmv_image is not None else {}),
         "num_parameters": weights, "compression_factor": clean.numel() / weights,
         "iterations_per_s": r.iterations / seconds, "fit_iterations": r.iterations,
     }
     if r.ema_image is not None:
         final["psnr_ema"] = psnr(r.ema_image, clean).item()
     final["stop_gap"] = final["psnr_oracle"] - final["psnr_stop"]
+    if "psnr_wmv" in final:
+        final["wmv_gap"] = final["psnr_oracle"] - final["psnr_wmv"]
     images = {"noisy": noisy, "best_fit": r.best_image, "stop": stop_image, "oracle": oracle["image"],
               "final": r.image}
     if report is not None:

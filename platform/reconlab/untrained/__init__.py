@@ -5,6 +5,6 @@ Pure torch: the sweep and job layers wire these in."""
 
 from reconlab.models.deep_decoder import input_noise, input_shape, num_parameters
 from reconlab.untrained.fit import FitResult, fit
-from reconlab.untrained.stopping import WindowedVariance
+from reconlab.untrained.stopping import HeldOutPixels, WindowedVariance
 
-__all__ = ["FitResult", "WindowedVariance", "fit", "input_noise", "input_shape", "num_parameters"]
+__all__ = ["FitResult", "HeldOutPixels", "WindowedVariance", "fit", "input_noise", "input_shape", "num_parameters"]

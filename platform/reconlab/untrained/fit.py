@@ -71,6 +71,7 @@ def fit(
     reg_noise_std: float = 0.0,
     ema: float | None = None,
     stop: StoppingRule | None = None,
+    mask: torch.Tensor | None = None,
     seed: int = 0,
 ) -> FitResult:
     """Fit ``model`` (a freshly initialised deep decoder or DIP net) so that
@@ -85,8 +86,10 @@ def fit(
     ``reg_noise_std`` > 0 perturbs the input with noise from a generator
     seeded with ``seed``; ``ema`` (DIP: 0.99) averages the outputs;
     ``stop.update(t, out_t)`` returning True ends the fit. The model's
-    initial weights are the caller's (seed torch before building it). The
-    model stays in train mode: its BatchNorm layers are the per-image channel
+    initial weights are the caller's (seed torch before building it).
+    ``mask`` (1, 1, H, W) of 0/1 fits only the pixels where it is 1: the
+    loss, the best iterate and ``losses`` are the MSE over those pixels (the
+    held-out-pixel stopping rule scores the others). The model stays in train mode: its BatchNorm layers are the per-image channel
     normalisation of both networks.
     """
     if noisy.dim() != 4 or noisy.shape[0] != 1:
@@ -97,8 +100,12 @@ def fit(
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     if ema is not None and not 0.0 <= ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
+    if mask is not None and (mask.shape != (1, 1, *noisy.shape[2:]) or not mask.any()):
+        raise ValueError(f"mask must be (1, 1, H, W) with some pixels set, got {tuple(mask.shape)}")
     model.train()
     noisy = noisy.detach()
+    fitted = None if mask is None else mask.to(noisy.dtype).expand_as(noisy)
+    n_fitted = None if mask is None else fitted.sum()
     z = z.detach()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator(device=z.device).manual_seed(seed)
@@ -112,7 +119,7 @@ def fit(
         if reg_noise_std > 0:
             zt = z + reg_noise_std * torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
         out = model(zt)  # (1, c, H, W)
-        loss = F.mse_loss(out, noisy)
+        loss = F.mse_loss(out, noisy) if fitted is None else ((out - noisy) ** 2 * fitted).sum() / n_fitted
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -68,3 +68,53 @@ class WindowedVariance:
             return False
         self._wait += 1
         return self._wait >= self.patience
+
+
+class HeldOutPixels:
+    """Held-out pixels: a random ``fraction`` of the pixel positions is left
+    out of the fitting loss (``train_mask``, 1 where fitted; pass it to
+    ``fit(mask=...)``), and the iterate's MSE to the *noisy* image on them,
+
+        L_t = 1/|H| sum_{i in H} (x_t[i] - y[i])^2,   y = x + n,
+
+    tracks its error to the clean image: the fit never saw n on H, so
+    E L_t = MSE_H(x_t, x) + sigma^2 up to the cross term 2<x_t - x, n>_H / |H|,
+    which is small while x_t has not fit those pixels' noise (a network can
+    only predict them from their neighbours). The rule keeps the iterate with
+    the lowest L_t and stops when ``patience`` steps bring no new minimum.
+    Like cross-validation, it costs the fit the held-out pixels' information.
+    """
+
+    def __init__(self, noisy: torch.Tensor, fraction: float = 0.1, patience: int = 1000, seed: int = 0):
+        if not 0 < fraction < 1 or patience < 1:
+            raise ValueError(f"need 0 < fraction < 1 and patience >= 1, got fraction={fraction}, patience={patience}")
+        if noisy.dim() != 4:
+            raise ValueError(f"noisy must be (1, c, H, W), got {tuple(noisy.shape)}")
+        g = torch.Generator().manual_seed(seed)
+        held = torch.rand((1, 1, *noisy.shape[2:]), generator=g) < fraction  # (1, 1, H, W) on the CPU: any device
+        if not held.any() or held.all():
+            raise ValueError(f"holding out {fraction:g} of {held.numel()} pixels leaves none on one side")
+        self.fraction, self.patience = fraction, patience
+        held = held.to(noisy.device)
+        self.train_mask = ~held
+        self._held = held.expand_as(noisy)
+        self._target = noisy.detach()[self._held]  # (|H| c,)
+        self.best_iteration: int = 0
+        self.best_image: torch.Tensor | None = None
+        self.best_loss = float("inf")
+        self.losses: list[tuple[int, float]] = []
+        self._wait = 0
+
+    def held_out_loss(self, image: torch.Tensor) -> float:
+        return float(((image.detach()[self._held] - self._target) ** 2).mean())
+
+    def update(self, iteration: int, image: torch.Tensor) -> bool:
+        loss = self.held_out_loss(image)
+        self.losses.append((iteration, loss))
+        if loss < self.best_loss:
+            self.best_loss, self.best_iteration = loss, iteration
+            self.best_image = image.detach().clone()
+            self._wait = 0
+            return False
+        self._wait += 1
+        return self._wait >= self.patience
