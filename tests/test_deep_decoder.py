@@ -267,6 +267,10 @@ def test_stacked_decoders_fit_exactly_as_the_separate_fits():
     for b in range(3):
         torch.manual_seed(b)
         decoders.append(build("deep_decoder", k=8))
+        for m in decoders[-1]:
+            if isinstance(m, torch.nn.BatchNorm2d):  # not the 1/0 every decoder starts with: stack must copy these
+                torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+                torch.nn.init.uniform_(m.bias, -0.1, 0.1)
         zs.append(input_noise(input_shape(8, 6, 32, 32), seed=10 + b))
     r = fit_batched(stack(decoders), imgs, torch.cat(zs, 1), iterations=25, lr=0.01)
     assert r.losses.shape == (25, 3) and r.image.shape == (3, 3, 32, 32)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from jobutil import run_job, runs_by_kind
+from jobutil import REPO, run_job, runs_by_kind
 
 SMOKE = """\
 name: dd
@@ -145,3 +145,26 @@ def test_smoke_sweep_tables_curves_images_and_compression(tmp_path):
         assert [m.step for m in c.get_metric_history(t.info.run_id, "psnr")] == [20, 40, 60]
         assert {"noisy.png", "best_fit.png", "stop.png", "oracle.png"} <= {a.path for a in c.list_artifacts(
             t.info.run_id)}
+
+
+def test_photos_can_come_from_saved_copies(tmp_path, monkeypatch):
+    """The GPU machine has no scikit-image: bench/paper_fits.py reads the photos from saved arrays."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+
+    from reconlab.sweep.deep_decoder_trial import photo
+
+    p = subprocess.run([sys.executable, "bench/paper_fits.py", "--save-photos", str(tmp_path)], capture_output=True,
+                       text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    want = photo("coffee")
+    monkeypatch.setenv("RECONLAB_PHOTO_DIR", str(tmp_path))
+    assert torch.equal(photo("coffee"), want)
+    np.save(tmp_path / "coffee.npy", np.zeros((8, 8, 3), np.uint8))
+    assert photo("coffee").shape == (3, 8, 8) and photo("coffee").max() == 0
+    with pytest.raises(ValueError, match="unknown image"):
+        photo("../../etc/passwd")
+

@@ -92,11 +92,20 @@ class DeepDecoderTrialConfig:
 
 
 def photo(name: str) -> torch.Tensor:
-    """(3, H, W) in [0, 1] on the 8-bit grid."""
+    """(3, H, W) in [0, 1] on the 8-bit grid: scikit-image's bundled photo,
+    or ``$RECONLAB_PHOTO_DIR/<name>.npy`` (a copy of it) where that is set
+    (``bench/paper_fits.py --save-photos``: the GPU machine has no scikit-image)."""
     import numpy as np
-    import skimage.data
 
-    im = np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])
+    if name not in PHOTOS:
+        raise ValueError(f"unknown image {name!r} (known: {', '.join(PHOTOS)})")
+    if os.environ.get("RECONLAB_PHOTO_DIR"):
+        im = np.load(os.path.join(os.environ["RECONLAB_PHOTO_DIR"], f"{name}.npy"), allow_pickle=False)
+    else:
+        import skimage.data
+
+        im = getattr(skimage.data, name)()
+    im = np.ascontiguousarray(im[..., :3])
     return torch.from_numpy(im).permute(2, 0, 1).float() / 255
 
 
