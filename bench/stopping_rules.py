@@ -51,11 +51,13 @@ def main():
     from reconlab.stats import paired_interval
 
     base = {"crop": a.crop, "iterations": a.iterations, "k": a.k, "lr": a.lr, "sigma": 25.0,
-            "stop_patience": a.patience, "stop_window": a.window, "holdout": a.holdout, "report_every": a.iterations, "seed": a.seed}
+            "stop_patience": a.patience, "stop_window": a.window, "holdout": a.holdout, "report_every": a.iterations,
+            "seed": a.seed}
     pairs = [(m, i) for m in a.methods for i in a.images]
     cfgs = [{**base, "method": m, "image": i, "stopping": s} for m, i in pairs for s in ("wmv", "heldout")]
     print(f"{len(pairs)} (method, image) pairs x 2 fits, {a.crop}x{a.crop} crops, sigma 25, {a.iterations} "
-          f"iterations, k = {a.k}, lr {a.lr}, holdout {a.holdout}, patience {a.patience}, window {a.window}, seed {a.seed}, "
+          f"iterations, k = {a.k}, lr {a.lr}, holdout {a.holdout}, patience {a.patience}, window {a.window}, "
+          f"seed {a.seed}, "
           f"{a.jobs} at a time", flush=True)
     t0 = time.time()
     with multiprocessing.get_context("spawn").Pool(a.jobs) as pool:

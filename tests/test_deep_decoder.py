@@ -251,8 +251,8 @@ def test_held_out_rule_lands_near_the_oracle_on_a_real_fit(crop):
     scores = {}
     torch.manual_seed(0)
     fit(build("deep_decoder", k=32), noisy, input_noise(input_shape(32, 6, 64, 64), seed=0), iterations=400,
-        lr=0.01, stop=rule, mask=rule.train_mask, callback=lambda t, out, *_: scores.__setitem__(t, psnr(out, crop[None]).item()),
-        callback_every=1)
+        lr=0.01, stop=rule, mask=rule.train_mask, callback_every=1,
+        callback=lambda t, out, *_: scores.__setitem__(t, psnr(out, crop[None]).item()))
     oracle = max(scores.values())
     picked = psnr(rule.best_image, crop[None]).item()
     assert picked == pytest.approx(scores[rule.best_iteration])

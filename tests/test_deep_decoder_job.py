@@ -58,6 +58,19 @@ def test_an_in_process_trial_leaves_the_torch_thread_count_alone():
     assert torch.get_num_threads() == n
 
 
+def test_noise_is_seeded_and_can_be_the_same_in_every_channel():
+    import torch
+
+    from reconlab.sweep.deep_decoder_trial import add_noise
+
+    clean = torch.full((1, 3, 16, 16), 0.5)
+    a, b = add_noise(clean, 25, seed=0), add_noise(clean, 25, seed=0, same=True)
+    assert torch.equal(a, add_noise(clean, 25, seed=0)) and not torch.equal(a, add_noise(clean, 25, seed=1))
+    assert not torch.equal(a[:, 0], a[:, 1])  # independent per channel
+    assert torch.equal(b[:, 0], b[:, 1]) and torch.equal(b[:, 1], b[:, 2])  # noise_same
+    assert (b - clean).std().item() == pytest.approx(25 / 255, rel=0.15)
+
+
 def test_the_trial_is_reproducible_and_the_noise_is_seeded():
     from reconlab.sweep.deep_decoder_trial import run_trial
 

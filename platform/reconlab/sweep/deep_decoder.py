@@ -16,7 +16,7 @@ DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "searc
 
 # The papers' anchors (REFERENCES.md section 4): astronaut, 512x512, 1,900 iterations
 PAPER = {
-    ("astronaut", "decoder", 25.0): "k=32: 27.0, k=64: 29.15, k=128: 29.2",
+    ("astronaut", "decoder", 25.0): "k=32: 27.0, k=64: 29.15, k=128: 29.2 (noise_same: the same noise in each channel)",
     ("astronaut", "decoder", 30.0): "k=128: 28.8",
     ("astronaut", "dip", 25.0): "29.22 (colour images; + averaging 30.43)",
 }

@@ -48,6 +48,7 @@ class DeepDecoderTrialConfig:
     image: str = "astronaut"
     crop: int = 0  # centre crop of this side (0: the whole photo, trimmed to a multiple of the network's stride)
     sigma: float = 25.0  # Gaussian noise std on the 0-255 scale, clipped to [0, 1]; 0: compression
+    noise_same: bool = False  # one noise image for all channels (the deep decoder paper's sigma = 25 figures)
     k: int = 128  # decoder: channels per block
     depth: int = 6  # decoder: blocks (upsampling depth - 1 times)
     dip_channels: int = 128  # DIP skip net: channels per scale
@@ -121,13 +122,16 @@ def clean_image(cfg: DeepDecoderTrialConfig) -> torch.Tensor:
     return x[None, :, top:top + h, left:left + w].contiguous()
 
 
-def add_noise(clean: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """clip(x + sigma/255 N(0, I), 0, 1), from its own seeded generator (both
-    references: ``get_noisy_img`` / ``get_noisy_image``)."""
+def add_noise(clean: torch.Tensor, sigma: float, seed: int, same: bool = False) -> torch.Tensor:
+    """clip(x + sigma/255 n, 0, 1), n ~ N(0, I) from its own seeded generator
+    (both references: ``get_noisy_img`` / ``get_noisy_image``). ``same``: one
+    noise image added to every channel (the deep decoder notebook's
+    ``noise_same=True``, which its sigma = 25 figures use)."""
     if sigma == 0:
         return clean.clone()
     g = torch.Generator().manual_seed(seed)
-    return (clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    shape = (*clean.shape[:-3], 1, *clean.shape[-2:]) if same else clean.shape
+    return (clean + sigma / 255 * torch.randn(shape, generator=g)).clamp(0, 1)
 
 
 def build_fit(cfg: DeepDecoderTrialConfig, shape: tuple[int, ...]):
@@ -204,7 +208,7 @@ def run_trial(config: dict, report=None, threads: int | None = None) -> dict:
         torch.set_num_threads(threads)
     dev = "cuda" if torch.cuda.is_available() else "cpu"  # Ray shows a trial only the GPU it was given
     clean = clean_image(cfg)
-    noisy = add_noise(clean, cfg.sigma, cfg.seed)  # drawn on the CPU: the same noise on any device
+    noisy = add_noise(clean, cfg.sigma, cfg.seed, cfg.noise_same)  # drawn on the CPU: the same noise on any device
     model, z, extra = build_fit(cfg, clean.shape)
     model, z, clean, noisy = model.to(dev), z.to(dev), clean.to(dev), noisy.to(dev)
     stop, mask = stopping_rules(cfg, noisy)

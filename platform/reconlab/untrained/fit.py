@@ -89,7 +89,8 @@ def fit(
     initial weights are the caller's (seed torch before building it).
     ``mask`` (1, 1, H, W) of 0/1 fits only the pixels where it is 1: the
     loss, the best iterate and ``losses`` are the MSE over those pixels (the
-    held-out-pixel stopping rule scores the others). The model stays in train mode: its BatchNorm layers are the per-image channel
+    held-out-pixel stopping rule scores the others). The model stays in
+    train mode: its BatchNorm layers are the per-image channel
     normalisation of both networks.
     """
     if noisy.dim() != 4 or noisy.shape[0] != 1:
