@@ -2,6 +2,13 @@
 process: the whole 512x512 astronaut, sigma 25, 1,900 iterations, reference
 defaults, one ``run_trial`` per network, on the GPU when there is one.
 
+The deep decoder's figures are for its repository's own
+``test_data/astronaut.png`` (reinhardh/supplement_deep_decoder), a zoomed
+512x512 rendering of the photo that is *not* scikit-image's ``astronaut``
+(mean absolute difference 76 grey levels): pass that file with ``--image
+/abs/path/astronaut.png`` to compare with the paper; on scikit-image's photo
+the same fits score lower (more detail to lose).
+
 This is what ``python jobs/deep_decoder_sweep.py --search-space
 search_spaces/deep_decoder_paper.yaml`` runs as Ray Tune trials (that job
 needs Ray and MLflow; the lent GPU machine has neither). On one CPU thread a
@@ -34,7 +41,7 @@ PAPER = {("decoder", 32, 25.0): (27.0, 0.5, "best iterate", True),
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nets", nargs="+", default=["decoder:64", "decoder:128", "dip"])
-    ap.add_argument("--image", default="astronaut")
+    ap.add_argument("--image", default="astronaut", help="a scikit-image photo or an absolute path to an image file")
     ap.add_argument("--iterations", type=int, default=1900)
     ap.add_argument("--sigma", type=float, default=25.0)
     ap.add_argument("--crop", type=int, default=0)

@@ -6,6 +6,7 @@ The networks and the fitting loop are in tests/test_deep_decoder.py."""
 import math
 
 import pytest
+import torch
 
 from jobutil import REPO, run_job, runs_by_kind
 
@@ -49,7 +50,6 @@ def test_an_in_process_trial_leaves_the_torch_thread_count_alone():
     """Other tests pin numbers at the suite's thread count (conftest): a trial
     run in-process must not change it (one did, and a later test's trained
     classifier missed its accuracy)."""
-    import torch
 
     from reconlab.sweep.deep_decoder_trial import run_trial
 
@@ -59,7 +59,6 @@ def test_an_in_process_trial_leaves_the_torch_thread_count_alone():
 
 
 def test_noise_is_seeded_and_can_be_the_same_in_every_channel():
-    import torch
 
     from reconlab.sweep.deep_decoder_trial import add_noise
 
@@ -160,13 +159,33 @@ def test_smoke_sweep_tables_curves_images_and_compression(tmp_path):
             t.info.run_id)}
 
 
+def test_any_image_file_can_be_fitted_by_its_absolute_path(tmp_path):
+    """The deep decoder paper's astronaut is its repository's own 512x512 file, not scikit-image's:
+    a trial fits whatever image file it is given."""
+    import numpy as np
+    from PIL import Image
+
+    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig, photo, run_trial
+
+    rgba = np.random.default_rng(0).integers(0, 256, (64, 96, 4), dtype=np.uint8)
+    path = tmp_path / "tiny.png"
+    Image.fromarray(rgba).save(path)
+    x = photo(str(path))
+    assert x.shape == (3, 64, 96)
+    assert torch.equal((x * 255).round().to(torch.uint8), torch.from_numpy(rgba[..., :3]).permute(2, 0, 1))
+    r = run_trial(small(image=str(path), iterations=3, report_every=1))
+    assert math.isfinite(r["psnr_best_fit"])
+    for bad in ("tiny.png", str(tmp_path / "missing.png")):
+        with pytest.raises(ValueError, match="absolute path to an image file"):
+            DeepDecoderTrialConfig(**small(image=bad))
+
+
 def test_photos_can_come_from_saved_copies(tmp_path, monkeypatch):
     """The GPU machine has no scikit-image: bench/paper_fits.py reads the photos from saved arrays."""
     import subprocess
     import sys
 
     import numpy as np
-    import torch
 
     from reconlab.sweep.deep_decoder_trial import photo
 

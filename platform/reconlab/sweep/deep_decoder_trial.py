@@ -45,7 +45,7 @@ IMAGES = "images.pt"  # the checkpoint: the noisy input and the chosen iterates,
 @dataclasses.dataclass(frozen=True)
 class DeepDecoderTrialConfig:
     method: Literal["decoder", "dip"] = "decoder"
-    image: str = "astronaut"
+    image: str = "astronaut"  # a scikit-image photo, or an absolute path to an image file (PNG, JPEG, ...)
     crop: int = 0  # centre crop of this side (0: the whole photo, trimmed to a multiple of the network's stride)
     sigma: float = 25.0  # Gaussian noise std on the 0-255 scale, clipped to [0, 1]; 0: compression
     noise_same: bool = False  # one noise image for all channels (the deep decoder paper's sigma = 25 figures)
@@ -66,8 +66,9 @@ class DeepDecoderTrialConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.image not in PHOTOS:
-            raise ValueError(f"unknown image {self.image!r} (known: {', '.join(PHOTOS)})")
+        if self.image not in PHOTOS and not (os.path.isabs(self.image) and os.path.isfile(self.image)):
+            raise ValueError(f"unknown image {self.image!r} (known: {', '.join(PHOTOS)}, or an absolute path to an "
+                             "image file)")
         if not (0 <= self.sigma <= 255 and math.isfinite(self.sigma)):
             raise ValueError("sigma must be in [0, 255]")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -93,14 +94,21 @@ class DeepDecoderTrialConfig:
 
 
 def photo(name: str) -> torch.Tensor:
-    """(3, H, W) in [0, 1] on the 8-bit grid: scikit-image's bundled photo,
-    or ``$RECONLAB_PHOTO_DIR/<name>.npy`` (a copy of it) where that is set
-    (``bench/paper_fits.py --save-photos``: the GPU machine has no scikit-image)."""
+    """(3, H, W) in [0, 1] on the 8-bit grid: scikit-image's bundled photo
+    (or ``$RECONLAB_PHOTO_DIR/<name>.npy``, a copy of it, where that is set:
+    ``bench/paper_fits.py --save-photos``, for the GPU machine, which has no
+    scikit-image), or the image file at the absolute path ``name``, as RGB
+    (the deep decoder reference's own ``test_data/astronaut.png``, say)."""
     import numpy as np
 
-    if name not in PHOTOS:
+    if os.path.isabs(name):
+        from PIL import Image
+
+        with Image.open(name) as f:
+            im = np.array(f.convert("RGB"))
+    elif name not in PHOTOS:
         raise ValueError(f"unknown image {name!r} (known: {', '.join(PHOTOS)})")
-    if os.environ.get("RECONLAB_PHOTO_DIR"):
+    elif os.environ.get("RECONLAB_PHOTO_DIR"):
         im = np.load(os.path.join(os.environ["RECONLAB_PHOTO_DIR"], f"{name}.npy"), allow_pickle=False)
     else:
         import skimage.data
