@@ -3,8 +3,11 @@
 # a session that is lent a GPU machine. It needs only torch (and numpy) there:
 # the device image has no Ray, MLflow, Optuna or scikit-image, and Ray's wheel
 # is too big to carry, so what Ray would do is measured with plain processes.
-# The photographs travel as arrays; once, here, before the run:
+# The photographs travel as arrays, and the deep decoder paper's own astronaut
+# (its repository's test_data/astronaut.png, not scikit-image's) as a file;
+# once, here, before the run:
 #   echo /.photos/ >> .git/info/exclude; python bench/paper_fits.py --save-photos .photos
+#   cp <reinhardh/supplement_deep_decoder checkout>/test_data/astronaut.png .photos/astronaut_dd.png
 # then on the device (carry: [".photos"]):
 #   bash bench/gpu_checks.sh            # prints each figure with the command that made it
 set -uo pipefail
@@ -25,7 +28,11 @@ echo "\$ python bench/untrained_fit.py --batched 8 --k 128 --sizes 512 --iterati
 timeout 45 python bench/untrained_fit.py --batched 8 --k 128 --sizes 512 --iterations 50 --repeats 2
 
 echo "== the papers' anchors: astronaut 512^2, sigma 25, 1,900 iterations (decoder k=64/128 within 0.5 dB, DIP within 1 dB)"
-echo "\$ python bench/paper_fits.py --nets decoder:64 decoder:128 dip"
-timeout 200 python bench/paper_fits.py --nets decoder:64 decoder:128 dip
-echo "\$ python bench/paper_fits.py --nets decoder:128 --sigma 30"
-timeout 45 python bench/paper_fits.py --nets decoder:128 --sigma 30
+DD="$RECONLAB_PHOTO_DIR/astronaut_dd.png"  # the decoder's figures are on this file
+[ -f "$DD" ] || { echo "($DD missing: the decoder runs on scikit-image's astronaut, not the paper's image)"; DD=astronaut; }
+echo "\$ python bench/paper_fits.py --image $DD --nets decoder:64 decoder:128"
+timeout 100 python bench/paper_fits.py --image "$DD" --nets decoder:64 decoder:128
+echo "\$ python bench/paper_fits.py --image $DD --nets decoder:128 --sigma 30"
+timeout 45 python bench/paper_fits.py --image "$DD" --nets decoder:128 --sigma 30
+echo "\$ python bench/paper_fits.py --image $DD --nets dip   # DIP's 29.22 dB is its paper's colour-image figure"
+timeout 100 python bench/paper_fits.py --image "$DD" --nets dip
