@@ -72,12 +72,10 @@ def speed(cfg: DeepDecoderTrialConfig, size: int, iterations: int, repeats: int,
     for r in range(repeats + 1):
         model, z, extra = build_fit(cfg, noisy.shape)
         model, z = model.to(dev), z.to(dev)
-        if dev == "cuda":
-            torch.cuda.synchronize()
+        _sync(dev)
         t = time.perf_counter()
         fit(model, noisy, z, iterations=iterations, lr=0.01, **extra)
-        if dev == "cuda":
-            torch.cuda.synchronize()
+        _sync(dev)
         if r:  # the first run warms up
             rates.append(iterations / (time.perf_counter() - t))
     return statistics.median(rates)

@@ -19,7 +19,29 @@ from __future__ import annotations
 import torch
 
 
-class WindowedVariance:
+class _LowestScore:
+    """What both rules share: keep the iterate with the lowest score so far
+    (``best_iteration``, ``best_image``, ``best_score``) and say stop once
+    ``patience`` scored steps in a row bring no new minimum."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_iteration: int = 0
+        self.best_image: torch.Tensor | None = None
+        self.best_score = float("inf")
+        self._wait = 0
+
+    def _keep(self, iteration: int, score: float, image: torch.Tensor) -> bool:
+        if score < self.best_score:
+            self.best_score, self.best_iteration = score, iteration
+            self.best_image = image.detach().clone()
+            self._wait = 0
+            return False
+        self._wait += 1
+        return self._wait >= self.patience
+
+
+class WindowedVariance(_LowestScore):
     """ES-WMV. ``update(t, x_t)`` returns True once VAR has not improved for
     ``patience`` steps; ``best_iteration``/``best_image`` are t* and x*
     (0 and None until the window first fills); ``variances`` holds
@@ -34,15 +56,12 @@ class WindowedVariance:
     def __init__(self, window: int = 100, patience: int = 1000):
         if window < 2 or patience < 1:
             raise ValueError(f"need window >= 2 and patience >= 1, got window={window}, patience={patience}")
-        self.window, self.patience = window, patience
-        self.best_iteration: int = 0
-        self.best_image: torch.Tensor | None = None
-        self.best_variance = float("inf")
+        super().__init__(patience)
+        self.window = window
         self.variances: list[tuple[int, float]] = []
         self._buffer: list[torch.Tensor] = []  # the last W iterates, flattened, oldest first
         self._sum: torch.Tensor | None = None  # (n,) float64: sum of the iterates in the window
         self._sq = 0.0  # sum of ||x_i||^2 over the window
-        self._wait = 0
 
     def update(self, iteration: int, image: torch.Tensor) -> bool:
         x = image.detach().flatten().clone()  # (n,), kept in the image's dtype
@@ -61,16 +80,10 @@ class WindowedVariance:
         # 1/W sum_i ||x_i - m||^2 = 1/W sum_i ||x_i||^2 - ||m||^2, m = sum_i x_i / W
         var = (self._sq / self.window - float(self._sum @ self._sum) / self.window**2) / x.numel()
         self.variances.append((iteration, var))
-        if var < self.best_variance:
-            self.best_variance, self.best_iteration = var, iteration
-            self.best_image = image.detach().clone()
-            self._wait = 0
-            return False
-        self._wait += 1
-        return self._wait >= self.patience
+        return self._keep(iteration, var, image)
 
 
-class HeldOutPixels:
+class HeldOutPixels(_LowestScore):
     """Held-out pixels: a random ``fraction`` of the pixel positions is left
     out of the fitting loss (``train_mask``, 1 where fitted; pass it to
     ``fit(mask=...)``), and the iterate's MSE to the *noisy* image on them,
@@ -94,16 +107,13 @@ class HeldOutPixels:
         held = torch.rand((1, 1, *noisy.shape[2:]), generator=g) < fraction  # (1, 1, H, W) on the CPU: any device
         if not held.any() or held.all():
             raise ValueError(f"holding out {fraction:g} of {held.numel()} pixels leaves none on one side")
-        self.fraction, self.patience = fraction, patience
+        super().__init__(patience)
+        self.fraction = fraction
         held = held.to(noisy.device)
         self.train_mask = ~held
         self._held = held.expand_as(noisy)
         self._target = noisy.detach()[self._held]  # (|H| c,)
-        self.best_iteration: int = 0
-        self.best_image: torch.Tensor | None = None
-        self.best_loss = float("inf")
         self.losses: list[tuple[int, float]] = []
-        self._wait = 0
 
     def held_out_loss(self, image: torch.Tensor) -> float:
         return float(((image.detach()[self._held] - self._target) ** 2).mean())
@@ -111,10 +121,4 @@ class HeldOutPixels:
     def update(self, iteration: int, image: torch.Tensor) -> bool:
         loss = self.held_out_loss(image)
         self.losses.append((iteration, loss))
-        if loss < self.best_loss:
-            self.best_loss, self.best_iteration = loss, iteration
-            self.best_image = image.detach().clone()
-            self._wait = 0
-            return False
-        self._wait += 1
-        return self._wait >= self.patience
+        return self._keep(iteration, loss, image)
