@@ -9,7 +9,7 @@ from __future__ import annotations
 from reconlab.data.base import ImageDataset
 from reconlab.errors import DataError
 
-DATASETS = ("digits", "mnist", "natural", "natural96", "stl10", "parquet")
+DATASETS = ("digits", "mnist", "natural", "natural96", "phantoms", "phantoms128", "stl10", "parquet")
 
 
 def load_dataset(name: str, data_root: str | None = None) -> ImageDataset:
@@ -17,12 +17,17 @@ def load_dataset(name: str, data_root: str | None = None) -> ImageDataset:
     ``mnist``: real MNIST IDX files under ``data_root`` (``data_root/mnist`` or
     ``data_root`` itself). ``natural`` / ``natural96``: RGB patches (32x32 /
     96x96) from scikit-image's bundled photographs, split by photo.
-    ``stl10``: STL-10 binaries under ``data_root``. ``parquet``: prepared
+    ``phantoms`` / ``phantoms128``: CT phantoms (Shepp–Logan and seeded
+    random ellipses) at 64x64 / 128x128. ``stl10``: STL-10 binaries under ``data_root``. ``parquet``: prepared
     8-bit shards under ``data_root/{train,test}`` (see ``reconlab.data.parquet``)."""
     if name == "digits":
         from reconlab.data.digits import load_digits
 
         return load_digits()
+    if name in ("phantoms", "phantoms128"):
+        from reconlab.data.phantoms import load_phantoms
+
+        return load_phantoms(128 if name == "phantoms128" else 64)
     if name in ("natural", "natural96"):
         from reconlab.data.natural import load_natural
 

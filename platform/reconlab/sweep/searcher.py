@@ -152,15 +152,17 @@ def optuna_search(space: dict, metric: str, mode: str, seed: int, storage: str |
 
 class StratifiedSearch(Searcher):
     """One searcher per value of ``key`` (or per combination of the values of
-    several keys); suggestions alternate between them."""
+    several keys); suggestions alternate between them. ``per_stratum``: the
+    trials of each stratum (one number, or one per value)."""
 
     def __init__(self, key: str | list[str], values: list, space: dict, metric: str, mode: str, seed: int,
-                 per_stratum: int, storage: str | None = None):
+                 per_stratum: int | list[int] | tuple[int, ...], storage: str | None = None):
         super().__init__(metric=metric, mode=mode)
         self.single = isinstance(key, str)
         self.keys = [key] if self.single else list(key)
         self.values = [v if self.single else tuple(v) for v in values]
-        self.per_stratum = per_stratum
+        budgets = per_stratum if isinstance(per_stratum, (list, tuple)) else [per_stratum] * len(self.values)
+        self.budget = dict(zip(self.values, budgets))
         rest = {k: v for k, v in space.items() if k not in self.keys}
         # nothing left to search (every parameter stratifies, e.g. a grid of
         # image x width): each stratum's trials are its fixed values
@@ -173,7 +175,7 @@ class StratifiedSearch(Searcher):
         return True  # spaces are fixed at construction
 
     def suggest(self, trial_id: str):
-        open_ = [v for v in self.values if self.count[v] < self.per_stratum]
+        open_ = [v for v in self.values if self.count[v] < self.budget[v]]
         if not open_:
             return Searcher.FINISHED
         v = min(open_, key=lambda s: (self.count[s], self.values.index(s)))
@@ -206,5 +208,5 @@ def make_searcher(spec, storage: str | None = None):
     """The searcher for a validated ``SweepSpec``; ``storage``: SQLite file for its studies."""
     if spec.stratify:
         return StratifiedSearch(spec.stratify, spec.strata(), spec.search, spec.metric, spec.mode, spec.seed,
-                                spec.num_samples, storage)
+                                spec.budgets or spec.num_samples, storage)
     return optuna_search(spec.search, spec.metric, spec.mode, spec.seed, storage, "sweep")

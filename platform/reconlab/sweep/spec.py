@@ -90,6 +90,9 @@ class SweepSpec:
     search: dict = dataclasses.field(default_factory=dict)
     smoke: SmokeOverrides = SmokeOverrides()
     source: str = "<spec>"
+    # trials per stratum where the trial config sets it (``samples_per_stratum``:
+    # e.g. a method without parameters needs one); None: num_samples each
+    budgets: tuple[int, ...] | None = None
 
     def strata_keys(self) -> list[str]:
         return [] if self.stratify is None else [self.stratify] if isinstance(self.stratify, str) else list(
@@ -106,6 +109,8 @@ class SweepSpec:
 
     def total_samples(self) -> int:
         s = self.strata()
+        if s and self.budgets is not None:
+            return sum(self.budgets)
         return self.num_samples * (len(s) if s else 1)
 
 
@@ -278,7 +283,7 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
         bind(SmokeOverrides, over, source=path, prefix="smoke")
         raw = _merge({k: v for k, v in raw.items() if k != "smoke"}, {k: v for k, v in over.items() if v is not None})
     # ``source`` is the file's path, never a YAML key
-    spec = dataclasses.replace(bind(SweepSpec, raw, source=path, internal=("source",)), source=path)
+    spec = dataclasses.replace(bind(SweepSpec, raw, source=path, internal=("source", "budgets")), source=path)
     if not NAME_RE.fullmatch(spec.name):
         raise ConfigError("must be 1-64 letters, digits, '.', '_' or '-' (it names directories)", source=path,
                           key="name", value=spec.name)
@@ -331,4 +336,10 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             k not in search or search[k]["type"] != "choice" for k in keys)):
         raise ConfigError("stratify must name 'choice' parameters under search (distinct)", source=path,
                           key="stratify", value=spec.stratify)
-    return dataclasses.replace(spec, fixed=fixed, search=search)
+    spec = dataclasses.replace(spec, fixed=fixed, search=search)
+    per = getattr(trial_cls, "samples_per_stratum", None)
+    if keys and per is not None:
+        strata = [s if len(keys) > 1 else (s,) for s in spec.strata()]
+        spec = dataclasses.replace(spec, budgets=tuple(per({**fixed, **dict(zip(keys, s))}, spec.num_samples)
+                                                       for s in strata))
+    return spec
