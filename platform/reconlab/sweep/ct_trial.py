@@ -89,9 +89,10 @@ class CTTrialConfig:
             raise ValueError("photons must be a finite number >= 1")
 
     @classmethod
-    def samples_per_stratum(cls, stratum: dict, num_samples: int) -> int:
-        """A method without parameters to search runs once per stratum."""
-        return 1 if stratum.get("method") in UNTUNED else num_samples
+    def samples_per_stratum(cls, stratum: dict) -> int | None:
+        """A method without parameters to search runs once per stratum
+        (None: the sweep's num_samples)."""
+        return 1 if stratum.get("method") in UNTUNED else None
 
     @property
     def iterations(self) -> int:
@@ -189,7 +190,7 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
         if row["psnr_val"] > best["psnr_val"]:
             best.update(psnr_val=row["psnr_val"], iteration=i, x=x)
         last.update(step=i, **{k: v for k, v in row.items() if k != "iteration"})
-        if report is not None and due and i < cfg.iterations:
+        if report is not None and due and i < cfg.iterations and kind != "fbp":
             report(dict(last), None)
 
     schedule = Schedule(cfg.warmup, cfg.alternating, cfg.ratio)

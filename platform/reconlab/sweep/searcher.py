@@ -208,5 +208,5 @@ def make_searcher(spec, storage: str | None = None):
     """The searcher for a validated ``SweepSpec``; ``storage``: SQLite file for its studies."""
     if spec.stratify:
         return StratifiedSearch(spec.stratify, spec.strata(), spec.search, spec.metric, spec.mode, spec.seed,
-                                spec.budgets or spec.num_samples, storage)
+                                spec.stratum_budgets(), storage)
     return optuna_search(spec.search, spec.metric, spec.mode, spec.seed, storage, "sweep")

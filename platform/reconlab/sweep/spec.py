@@ -90,9 +90,9 @@ class SweepSpec:
     search: dict = dataclasses.field(default_factory=dict)
     smoke: SmokeOverrides = SmokeOverrides()
     source: str = "<spec>"
-    # trials per stratum where the trial config sets it (``samples_per_stratum``:
-    # e.g. a method without parameters needs one); None: num_samples each
-    budgets: tuple[int, ...] | None = None
+    # trials per stratum where the trial config fixes it (``samples_per_stratum``:
+    # e.g. a method without parameters needs one); None: num_samples
+    budgets: tuple[int | None, ...] | None = None
 
     def strata_keys(self) -> list[str]:
         return [] if self.stratify is None else [self.stratify] if isinstance(self.stratify, str) else list(
@@ -107,11 +107,16 @@ class SweepSpec:
             return list(self.search[keys[0]]["values"])
         return list(itertools.product(*(self.search[k]["values"] for k in keys)))
 
-    def total_samples(self) -> int:
+    def stratum_budgets(self) -> list[int] | None:
+        """Trials per stratum, in ``strata()`` order (None: no strata)."""
         s = self.strata()
-        if s and self.budgets is not None:
-            return sum(self.budgets)
-        return self.num_samples * (len(s) if s else 1)
+        if not s:
+            return None
+        return [self.num_samples if b is None else b for b in (self.budgets or [None] * len(s))]
+
+    def total_samples(self) -> int:
+        b = self.stratum_budgets()
+        return sum(b) if b else self.num_samples
 
 
 @functools.lru_cache(maxsize=1)
@@ -340,6 +345,5 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
     per = getattr(trial_cls, "samples_per_stratum", None)
     if keys and per is not None:
         strata = [s if len(keys) > 1 else (s,) for s in spec.strata()]
-        spec = dataclasses.replace(spec, budgets=tuple(per({**fixed, **dict(zip(keys, s))}, spec.num_samples)
-                                                       for s in strata))
+        spec = dataclasses.replace(spec, budgets=tuple(per({**fixed, **dict(zip(keys, s))}) for s in strata))
     return spec
