@@ -139,9 +139,10 @@ def test_smoke_case_study_tables_figures_and_trials(tmp_path):
     assert {"ct_table.md", "ct_table.csv", "by_angles.md", "figure_5_1_gaussian.png",
             "reconstructions_gaussian.png"} <= names
     assert parent.data.metrics["psnr.gaussian.4.sirt"] > parent.data.metrics["psnr.gaussian.4.fbp"]
-    assert [r.data.tags.get("reconlab.variant") for r in runs["train"]] == ["sgd"]
+    assert sorted(r.data.tags.get("reconlab.variant") for r in runs["train"]) == ["denoiser", "sgd"]
     methods = sorted(t.data.params["method"] for t in runs["trial"])
-    assert methods == sorted(["fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle"])
+    assert methods == sorted(["fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle", "pnp"])
+    assert "the learned prior (pnp) beats the best non-learned baseline" in out
     for t in runs["trial"]:
         assert t.info.status == "FINISHED"
         steps = [m.step for m in c.get_metric_history(t.info.run_id, "psnr")]

@@ -2,7 +2,8 @@
 network-inversion step, and the baselines it must beat.
 
 A schedule is a list of steps: ``warmup`` SIRT steps, then ``alternating``
-steps in which every ``ratio + 1``-th is a prior step (the thesis: 50 SIRT,
+steps in which every ``ratio + 1``-th is a prior step (an inversion step, or
+beyond the thesis a plug-and-play denoiser step) (the thesis: 50 SIRT,
 then 50 alternating 3:1, against 100 SIRT). A prior step is
 ``prior_steps`` gradient steps on
 
@@ -90,12 +91,27 @@ class PriorStep:
         return x.detach()
 
 
+@dataclasses.dataclass
+class DenoiserStep:
+    """Plug-and-play: x <- (1 - strength) x + strength D(x), clamped, with D a
+    trained denoiser (the learned prior in place of the inversion step)."""
+
+    denoiser: torch.nn.Module
+    strength: float = 1.0
+    box: tuple[float, float] | None = (0.0, 1.0)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = (1 - self.strength) * x + self.strength * self.denoiser(x)
+        return x.clamp(*self.box) if self.box is not None else x
+
+
 @torch.no_grad()
 def predict(classifier: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return classifier(x).argmax(1)
 
 
-def reconstruct(op, y: torch.Tensor, schedule: Schedule, prior: PriorStep | None = None, *,
+def reconstruct(op, y: torch.Tensor, schedule: Schedule, prior: PriorStep | DenoiserStep | None = None, *,
                 box: tuple[float, float] | None = (0.0, 1.0), predict_labels: bool = False,
                 callback: Callable[[int, str, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Run ``schedule`` on the sinograms ``y`` from zeros. Without ``prior``

@@ -11,7 +11,10 @@ Methods (thesis ch. 5 and the baselines it needs):
   (the ablation the thesis asked for);
 - ``hybrid``: SIRT warm-up, then SIRT alternating with an inversion step on
   the label the classifier predicts after the warm-up;
-- ``hybrid_oracle``: the same with the true labels.
+- ``hybrid_oracle``: the same with the true labels;
+- ``pnp`` (beyond the thesis): the hybrid's schedule with a learned prior,
+  a denoiser trained by the platform on the dataset's training images
+  (``training.denoiser``), in place of the inversion step (plug-and-play).
 
 The validation images are the first ``val_images`` of the dataset's test
 split, the test images the next ``test_images``: the classifiers never saw
@@ -33,7 +36,7 @@ from typing import Literal
 
 import torch
 
-METHODS = ("fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle")
+METHODS = ("fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle", "pnp")
 UNTUNED = ("fbp", "sirt", "sirt_best")  # nothing to search: one trial per stratum
 CLASSIFIER_METHODS = ("hybrid", "hybrid_oracle")
 VARIANTS = ("sgd", "adam", "adam_fgsm")
@@ -45,7 +48,7 @@ EXAMPLES = 8  # test images shown in the reconstructions figure
 
 @dataclasses.dataclass(frozen=True)
 class CTTrialConfig:
-    method: Literal["fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle"] = "hybrid"
+    method: Literal["fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle", "pnp"] = "hybrid"
     angles: int = 8  # projections over [0, 180°)
     detectors: int = 0  # 0: ceil(n sqrt 2), the whole image at every angle
     noise: Literal["none", "gaussian", "poisson"] = "none"
@@ -61,6 +64,7 @@ class CTTrialConfig:
     cls_weight: float = 1.0  # the classifier term (hybrid methods)
     fidelity_weight: float = 0.0  # ||Ax - y||² per ray, inside the inversion step
     variant: Literal["sgd", "adam", "adam_fgsm"] = "sgd"  # which trained classifier (hybrid methods)
+    pnp_strength: float = 0.5  # pnp: x <- (1 - s) x + s D(x)
     val_images: int = 100
     test_images: int = 0  # 0: every test-split image after the validation ones
     report_every: int = 5
@@ -85,6 +89,8 @@ class CTTrialConfig:
                 raise ValueError(f"{k} must be a finite number >= 0")
         if not (self.step_size > 0 and math.isfinite(self.step_size)):
             raise ValueError("step_size must be a positive finite number")
+        if not 0 < self.pnp_strength <= 1:
+            raise ValueError("pnp_strength must be in (0, 1]")
         if not (self.photons >= 1 and math.isfinite(self.photons)):
             raise ValueError("photons must be a finite number >= 1")
 
@@ -145,10 +151,12 @@ class Scores:
 
 
 _MODELS: dict = {}
+DENOISER = "denoiser"  # its key among the shared models
 
 
-def classifier(shared: dict, variant: str, device: str):
-    """Each shared classifier built once per worker process (actors are reused)."""
+def shared_model(shared: dict, variant: str, device: str):
+    """Each shared model (a classifier variant, or the denoiser) built once
+    per worker process (actors are reused)."""
     from reconlab.models import build
 
     key = (variant, shared["digests"][variant], device)
@@ -166,7 +174,7 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
     """One method on one geometry and noise. ``report(metrics, files)``
     every ``report_every`` iterations (``files`` None) and with the last
     ({name: tensor dict} for the checkpoint)."""
-    from reconlab.inversion.ct_hybrid import PriorStep, Schedule, reconstruct
+    from reconlab.inversion.ct_hybrid import DenoiserStep, PriorStep, Schedule, reconstruct
     from reconlab.operators.ct import CTOperator, ParallelBeam, astra_fbp
 
     cfg = CTTrialConfig(**config)
@@ -194,25 +202,30 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
             report(dict(last), None)
 
     schedule = Schedule(cfg.warmup, cfg.alternating, cfg.ratio)
-    sirt_ref = reconstruct(op, y, schedule)  # SIRT for the same number of iterations: every trial's reference
+    sirt_ref = None  # SIRT for the same number of iterations: every trial's reference
     label_acc = None
     if cfg.method == "fbp":
         x = torch.from_numpy(astra_fbp(op.geom, y.cpu())).unsqueeze(1).clamp(0, 1).to(dev)
         on_step(1, "fbp", x)
+    elif cfg.method == "pnp":
+        x = reconstruct(op, y, schedule, DenoiserStep(shared_model(shared, DENOISER, dev), cfg.pnp_strength),
+                        callback=on_step)
     elif cfg.method in ("sirt", "sirt_best"):
-        x = reconstruct(op, y, schedule, callback=on_step)
+        x = sirt_ref = reconstruct(op, y, schedule, callback=on_step)
         if cfg.method == "sirt_best":
             x = best["x"]
     else:
         prior = PriorStep(op, y, step_size=cfg.step_size, tv_weight=cfg.tv_weight, l2_weight=cfg.l2_weight,
                           fidelity_weight=cfg.fidelity_weight, steps=cfg.prior_steps)
         if cfg.method in CLASSIFIER_METHODS:
-            prior.classifier, prior.cls_weight = classifier(shared, cfg.variant, dev), cfg.cls_weight
+            prior.classifier, prior.cls_weight = shared_model(shared, cfg.variant, dev), cfg.cls_weight
             if cfg.method == "hybrid_oracle":
                 prior.labels = labels
         x = reconstruct(op, y, schedule, prior, predict_labels=cfg.method == "hybrid", callback=on_step)
         if prior.labels is not None and cfg.method in CLASSIFIER_METHODS:
             label_acc = (prior.labels[n_val:] == labels[n_val:]).float().mean().item()
+    if sirt_ref is None:
+        sirt_ref = reconstruct(op, y, schedule)
     final_scores = scores.per_image(x)
     sirt_scores = scores.per_image(sirt_ref)
     final = {

@@ -32,12 +32,17 @@ def load_logged_model(c, run_id: str):
 
 
 def ensure_classifier(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri: str, storage_dir: str,
-                      num_workers: int = 1, use_gpu: bool | None = None, retrain: bool = False, log=print):
+                      num_workers: int = 1, use_gpu: bool | None = None, retrain: bool = False, log=print,
+                      family: str = "classifier", fit=None):
     """Return (meta, state_dict, run_id) for ``variant``, training it with Ray
-    Train only if no finished run with the same spec and data exists."""
-    from reconlab.training.classifier import fit_classifier
+    Train only if no finished run with the same spec and data exists.
+    ``family``/``fit``: another trained model (``fit(spec, dataset=...,
+    ...)`` returns a Ray Train Result, as ``fit_classifier`` does), e.g. the
+    CT study's denoiser (``training.denoiser.fit_denoiser``)."""
+    if fit is None:
+        from reconlab.training.classifier import fit_classifier as fit
 
-    tags = {tracking.TAG_FAMILY: "classifier", tracking.TAG_VARIANT: variant, tracking.TAG_SPEC: spec.digest(),
+    tags = {tracking.TAG_FAMILY: family, tracking.TAG_VARIANT: variant, tracking.TAG_SPEC: spec.digest(),
             tracking.TAG_DATA: dataset.fingerprint()}
     if not retrain:
         for run in tracking.find_runs(c, exp_id, tags, status="FINISHED", max_results=5):
@@ -45,20 +50,18 @@ def ensure_classifier(c, exp_id: str, variant: str, spec, *, dataset, data_root,
                 meta, state = load_logged_model(c, run.info.run_id)
             except Exception:  # artifacts missing: train afresh
                 continue
-            log(f"reusing classifier '{variant}' from {model_uri(run.info.run_id)} "
-                f"(test acc {run.data.metrics.get('test_acc', float('nan')):.3f})")
+            log(f"reusing {family} '{variant}' from {model_uri(run.info.run_id)}")
             return meta, state, run.info.run_id
-    run = c.create_run(exp_id, run_name=f"classifier-{variant}", tags=tags)
+    run = c.create_run(exp_id, run_name=f"{family}-{variant}", tags=tags)
     run_id = run.info.run_id
     c.log_batch(run_id, params=tracking.params_of({**dataclasses.asdict(spec), "variant": variant,
                                                    "dataset": dataset.name, "num_workers": num_workers}))
-    log(f"training classifier '{variant}' with Ray Train ({num_workers} worker(s)) -> run {run_id}")
+    log(f"training {family} '{variant}' with Ray Train ({num_workers} worker(s)) -> run {run_id}")
     t0 = time.time()
     try:
-        result = fit_classifier(spec, dataset=dataset.name, data_root=data_root, num_workers=num_workers,
-                                use_gpu=use_gpu, storage_path=os.path.join(storage_dir, "train"),
-                                name=f"classifier-{variant}-{run_id[:8]}",
-                                callbacks=[tracking.train_report_callback(uri, run_id)])
+        result = fit(spec, dataset=dataset.name, data_root=data_root, num_workers=num_workers, use_gpu=use_gpu,
+                     storage_path=os.path.join(storage_dir, "train"), name=f"{family}-{variant}-{run_id[:8]}",
+                     callbacks=[tracking.train_report_callback(uri, run_id)])
         if result.error is not None:
             raise result.error
         with result.checkpoint.as_directory() as d:
@@ -76,5 +79,7 @@ def ensure_classifier(c, exp_id: str, variant: str, spec, *, dataset, data_root,
         c.set_tag(run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
         c.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    log(f"classifier '{variant}': test acc {final.get('test_acc', float('nan')):.3f} in {time.time() - t0:.0f}s")
+    score = (f"test acc {final['test_acc']:.3f}" if "test_acc" in final else
+             f"test PSNR {final['test_psnr']:.2f} dB" if "test_psnr" in final else "done")
+    log(f"{family} '{variant}': {score} in {time.time() - t0:.0f}s")
     return meta, state, run_id
