@@ -30,10 +30,11 @@ from jobutil import REPO, run_job  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-INV, XOR, DD = "inversion_sweep.py", "xor_decryption.py", "deep_decoder_sweep.py"
+INV, XOR, DD, CT = "inversion_sweep.py", "xor_decryption.py", "deep_decoder_sweep.py", "ct_case_study.py"
 INV_YAML = "name: x\nmetric: verifier_acc\n"
 XOR_YAML = "name: x\nmetric: test_psnr\n"
 DD_YAML = "name: x\nmetric: psnr_best_fit\n"
+CT_YAML = "name: x\nmetric: psnr_val\n"
 
 
 # ----------------------------------------------------------------- data files
@@ -318,6 +319,15 @@ CASES = [
     Case("crop not a multiple of the decoder's stride", DD, DD_YAML + "fixed: {crop: 48}\n",
          message="space.yaml, key 'fixed.crop' = 48: crop must be 0 or a multiple of the network's stride 32",
          example="`fixed: {crop: 48}`"),
+    # ---- the CT case study
+    Case("classifier hybrid on phantoms", CT, CT_YAML + "dataset: phantoms\nfixed: {method: hybrid}\n",
+         message="space.yaml, key 'method' = ['hybrid']: hybrid invert the thesis's 28x28 digit classifiers; "
+                 "phantoms has none",
+         example="`dataset: phantoms` with `method: hybrid`"),
+    Case("more CT validation + test images than the split holds", CT,
+         CT_YAML + "fixed: {val_images: 300, test_images: 100}\n",
+         message="key 'fixed.val_images' = 300: the test split has 360 images: too few for 300 validation + 100 test",
+         example="`fixed: {val_images: 300, test_images: 100}` on digits"),
     Case("parquet 12x12 images for a depth-3 U-Net", XOR, XOR_YAML + "dataset: parquet\n", ("--data-root", "{data}"),
          "key 'depth' = 3: 12x12 images do not fit a U-Net of depth 3", "3x12x12 shards", data=parquet_12x12),
 ]

@@ -17,7 +17,7 @@ import torch
 
 from reconlab.data.base import ImageDataset
 
-TRAIN, TEST = 400, 200
+TRAIN, TEST = 400, 300
 SIZES = (64, 128)
 
 
