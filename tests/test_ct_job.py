@@ -35,8 +35,8 @@ def test_every_method_reports_its_curves_and_per_image_scores(shared, method):
     assert reports[-1][1] is result and all(r is None for _, r in reports[:-1])
     steps = [m["step"] for m, _ in reports]
     assert steps == ([1] if method == "fbp" else [5, 10])
-    assert set(METRICS) - {"label_acc"} <= set(final) and all(math.isfinite(final[k]) for k in METRICS if k in final)
-    assert ("label_acc" in final) == method.startswith("hybrid")
+    assert set(METRICS) - {"label_acc", "classifier_gain"} <= set(final) and all(math.isfinite(final[k]) for k in METRICS if k in final)
+    assert ("label_acc" in final) == ("classifier_gain" in final) == method.startswith("hybrid")
     assert result["per_image"]["psnr"].shape == (12,)
     assert final["psnr"] == pytest.approx(result["per_image"]["psnr"].mean().item())
     assert final["gain_vs_sirt"] == pytest.approx(final["psnr"] - final["psnr_sirt"])
@@ -67,6 +67,17 @@ def test_the_oracle_uses_true_labels_and_every_method_sees_the_same_noise(shared
     a, _ = run_trial(small(method="sirt_tv", noise="poisson", photons=1000), shared)
     b, _ = run_trial(small(method="hybrid", noise="poisson", photons=1000), shared)
     assert a["psnr_sirt"] == b["psnr_sirt"] == oracle["psnr_sirt"]  # the same sinograms
+
+
+def test_the_classifier_term_is_ablated_at_the_hybrid_s_own_configuration(shared):
+    from reconlab.sweep.ct_trial import run_trial
+
+    cfg = small(method="hybrid", tv_weight=0.02, step_size=0.1, cls_weight=3.0)
+    final, result = run_trial(cfg, shared)
+    ablation, _ = run_trial({**cfg, "method": "sirt_tv"}, shared)
+    assert result["ablation_psnr"].mean().item() == pytest.approx(ablation["psnr"], abs=1e-5)
+    assert final["classifier_gain"] == pytest.approx(final["psnr"] - ablation["psnr"], abs=1e-5)
+    assert final["classifier_gain"] != 0
 
 
 def test_an_in_process_trial_leaves_the_torch_thread_count_alone(shared):
@@ -117,7 +128,9 @@ def test_verdicts_come_from_the_paired_interval_per_angle_count():
     rows = [{"noise": "none", "angles": 2, "method": "sirt", "verdict": "HOLDS"},
             {"noise": "none", "angles": 8, "method": "sirt", "verdict": "DOES NOT HOLD"},
             {"noise": "none", "angles": 4, "method": "sirt", "verdict": "UNDECIDED"},
-            {"noise": "none", "angles": 2, "method": "sirt_tv", "verdict": "UNDECIDED"}]
+            {"noise": "none", "angles": 2, "method": "sirt_tv", "verdict": "UNDECIDED"},
+            {"noise": "none", "angles": 4, "method": "sirt_tv", "verdict": "HOLDS", "reference": "pnp"}]
+    rows = [{"reference": "hybrid", **r} for r in rows]
     lines = verdict_lines(rows)
     assert lines[0] == ("noise none: the hybrid beats SIRT-100 (paired 95 % CI of the PSNR difference over the test "
                         "images): HOLDS at angles [2]; DOES NOT HOLD at [8]; UNDECIDED at [4]")
@@ -132,6 +145,7 @@ def test_smoke_case_study_tables_figures_and_trials(tmp_path):
     assert "test PSNR (dB) by angles" in out
     assert "| gaussian | 4 |" in out and "hybrid − sirt_tv" in out
     assert "the hybrid beats SIRT-100" in out and "priors-only ablation" in out
+    assert "the classifier term's own share" in out and "classifier term" in out.split("|---")[0]
     c, runs = runs_by_kind(f"sqlite:///{tmp_path}/store/mlflow.db", "reconlab-ct-smoke")
     (parent,) = runs["sweep"]
     assert parent.info.status == "FINISHED"

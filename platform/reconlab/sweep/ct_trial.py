@@ -11,7 +11,10 @@ Methods (thesis ch. 5 and the baselines it needs):
   (the ablation the thesis asked for);
 - ``hybrid``: SIRT warm-up, then SIRT alternating with an inversion step on
   the label the classifier predicts after the warm-up;
-- ``hybrid_oracle``: the same with the true labels;
+- ``hybrid_oracle``: the same with the true labels (both also run their own
+  configuration without the classifier term, on the same sinograms:
+  ``classifier_gain`` is what the class term adds, per image in the
+  checkpoint);
 - ``pnp`` (beyond the thesis): the hybrid's schedule with a learned prior,
   a denoiser trained by the platform on the dataset's training images
   (``training.denoiser``), in place of the inversion step (plug-and-play).
@@ -40,7 +43,8 @@ METHODS = ("fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle", "pn
 UNTUNED = ("fbp", "sirt", "sirt_best")  # nothing to search: one trial per stratum
 CLASSIFIER_METHODS = ("hybrid", "hybrid_oracle")
 VARIANTS = ("sgd", "adam", "adam_fgsm")
-METRICS = ("psnr_val", "psnr", "ssim", "mse", "psnr_sirt", "gain_vs_sirt", "label_acc", "best_iteration",
+METRICS = ("psnr_val", "psnr", "ssim", "mse", "psnr_sirt", "gain_vs_sirt", "label_acc", "classifier_gain",
+           "best_iteration",
            "seconds")
 RESULT = "result.pt"
 EXAMPLES = 8  # test images shown in the reconstructions figure
@@ -203,7 +207,7 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
 
     schedule = Schedule(cfg.warmup, cfg.alternating, cfg.ratio)
     sirt_ref = None  # SIRT for the same number of iterations: every trial's reference
-    label_acc = None
+    label_acc = ablation = None
     if cfg.method == "fbp":
         x = torch.from_numpy(astra_fbp(op.geom, y.cpu())).unsqueeze(1).clamp(0, 1).to(dev)
         on_step(1, "fbp", x)
@@ -222,8 +226,11 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
             if cfg.method == "hybrid_oracle":
                 prior.labels = labels
         x = reconstruct(op, y, schedule, prior, predict_labels=cfg.method == "hybrid", callback=on_step)
-        if prior.labels is not None and cfg.method in CLASSIFIER_METHODS:
+        if cfg.method in CLASSIFIER_METHODS:
             label_acc = (prior.labels[n_val:] == labels[n_val:]).float().mean().item()
+            # the ablation at this very configuration: the same schedule, step and priors, no classifier term
+            ablation = reconstruct(op, y, schedule, dataclasses.replace(prior, cls_weight=0.0, classifier=None,
+                                                                       labels=None))
     if sirt_ref is None:
         sirt_ref = reconstruct(op, y, schedule)
     final_scores = scores.per_image(x)
@@ -239,12 +246,17 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
     final["gain_vs_sirt"] = final["psnr"] - final["psnr_sirt"]
     if label_acc is not None:
         final["label_acc"] = label_acc
+    if ablation is not None:
+        ablation_psnr = scores.per_image(ablation, with_ssim=False)["psnr"][n_val:]
+        final["classifier_gain"] = final["psnr"] - ablation_psnr.mean().item()
     result = {
         "per_image": {k: v[n_val:].cpu() for k, v in final_scores.items()},
         "curves": {k: torch.tensor(v) for k, v in scores.curves.items()},
         "truth": truth[n_val:n_val + EXAMPLES].cpu(), "sirt": sirt_ref[n_val:n_val + EXAMPLES].cpu(),
         "recon": x[n_val:n_val + EXAMPLES].cpu(),
     }
+    if ablation is not None:
+        result["ablation_psnr"] = ablation_psnr.cpu()
     if report is not None:
         report(final, result)
     return final, result
