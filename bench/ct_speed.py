@@ -48,18 +48,15 @@ def timed(fn, repeats: int, device: str) -> float:
 
 
 def operator(size: int, angles: int, device: str, matrices: str | None):
-    from reconlab.operators.ct import CTOperator, ParallelBeam, system_matrix
+    from reconlab.operators.ct import CTOperator, ParallelBeam
 
     geom = ParallelBeam(size, angles)
+    matrix = None
     if matrices:  # a machine without astra: the matrix saved by --save-matrices
         import scipy.sparse
 
-        w = scipy.sparse.load_npz(os.path.join(matrices, f"W_{size}_{angles}.npz")).tocsr().astype(np.float32)
-        system_matrix.cache_clear()
-        import reconlab.operators.ct as ct
-
-        ct.system_matrix = lambda g, _w=w: _w  # noqa: E731  (the saved matrix stands in for ASTRA's)
-    return CTOperator(geom, device)
+        matrix = scipy.sparse.load_npz(os.path.join(matrices, f"W_{size}_{angles}.npz"))
+    return CTOperator(geom, device, matrix=matrix)
 
 
 def images(size: int, n: int) -> torch.Tensor:

@@ -8,6 +8,7 @@
 # once, here, before the run:
 #   echo /.photos/ >> .git/info/exclude; python bench/paper_fits.py --save-photos .photos
 #   cp <reinhardh/supplement_deep_decoder checkout>/test_data/astronaut.png .photos/astronaut_dd.png
+#   python bench/ct_speed.py --save-matrices .photos/ct   # ASTRA's projection matrices (no astra there)
 # then on the device (carry: [".photos"]):
 #   bash bench/gpu_checks.sh            # prints each figure with the command that made it
 set -uo pipefail
@@ -31,8 +32,12 @@ echo "== the papers' anchors: astronaut 512^2, sigma 25, 1,900 iterations (decod
 DD="$RECONLAB_PHOTO_DIR/astronaut_dd.png"  # the decoder's figures are on this file
 [ -f "$DD" ] || { echo "($DD missing: the decoder runs on scikit-image's astronaut, not the paper's image)"; DD=astronaut; }
 echo "\$ python bench/paper_fits.py --image $DD --nets decoder:64 decoder:128"
-timeout 100 python bench/paper_fits.py --image "$DD" --nets decoder:64 decoder:128
+timeout 85 python bench/paper_fits.py --image "$DD" --nets decoder:64 decoder:128
 echo "\$ python bench/paper_fits.py --image $DD --nets decoder:128 --sigma 30"
 timeout 45 python bench/paper_fits.py --image "$DD" --nets decoder:128 --sigma 30
 echo "\$ python bench/paper_fits.py --image $DD --nets dip   # DIP's 29.22 dB is its paper's colour-image figure"
-timeout 100 python bench/paper_fits.py --image "$DD" --nets dip
+timeout 85 python bench/paper_fits.py --image "$DD" --nets dip
+
+echo "== CT (issue 15): batched SIRT through ASTRA's matrix on CUDA, and the hybrid's cost over SIRT-only (goal <= 3x)"
+echo "\$ python bench/ct_speed.py --matrices .photos/ct --device cuda"
+timeout 30 python bench/ct_speed.py --matrices "$RECONLAB_PHOTO_DIR/ct" --device cuda

@@ -176,3 +176,14 @@ def test_the_hybrid_predicts_its_labels_when_the_warm_up_ends(op):
     plain = reconstruct(op, y, s)
     assert torch.allclose(plain, op.sirt(y, 9, box=(0, 1)))
     assert not torch.equal(out, plain)
+
+
+def test_a_saved_matrix_stands_in_for_astra_and_must_fit_the_geometry():
+    """The GPU machine has no astra: the bench carries ASTRA's matrices."""
+    from reconlab.operators.ct import system_matrix
+
+    g = ParallelBeam(28, 8)
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(CTOperator(g, matrix=system_matrix(g))(x), CTOperator(g)(x))
+    with pytest.raises(ValueError, match="is not the geometry"):
+        CTOperator(ParallelBeam(28, 4), matrix=system_matrix(g))

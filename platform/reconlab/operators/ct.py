@@ -197,10 +197,14 @@ class CTOperator:
     ``adjoint`` is Aᵀ. Both are differentiable (each one's backward is the
     other), so ``((A(x) - y) ** 2).sum().backward()`` gives 2 Aᵀ(Ax - y)."""
 
-    def __init__(self, geom: ParallelBeam, device: str | torch.device = "cpu"):
+    def __init__(self, geom: ParallelBeam, device: str | torch.device = "cpu", matrix=None):
+        """``matrix``: W as scipy sparse, where ASTRA is not installed (saved
+        from ``system_matrix`` elsewhere); default: ASTRA's, for ``geom``."""
         self.geom = geom
         self.sinogram_shape = geom.sinogram_shape
-        w = system_matrix(geom)
+        w = system_matrix(geom) if matrix is None else matrix.tocsr().astype(np.float32)
+        if w.shape != (geom.angles * geom.num_detectors, geom.size**2):
+            raise ValueError(f"a {w.shape} matrix is not the geometry's {geom}")
         self.w, self.wt = _torch_csr(w, device), _torch_csr(w.T, device)
         rows, cols = np.asarray(w.sum(1)).ravel(), np.asarray(w.sum(0)).ravel()
         # ASTRA's SIRT weights: rays and pixels the geometry never touches get 0
