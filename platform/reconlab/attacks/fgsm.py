@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,7 +14,33 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
 
     Only the input gradient is computed; parameter gradients are untouched.
     ``y`` may be class indices or soft labels (probabilities)."""
+    return fgsm_multi(model, x, y, [eps])[0]
+
+
+def input_gradient_sign(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y)
+    loss = F.cross_entropy(model(x), y, reduction="sum")  # per-image gradients, whatever the batch size
     (grad,) = torch.autograd.grad(loss, x)
-    return (x + eps * grad.sign()).clamp(0.0, 1.0).detach()
+    return grad.sign()
+
+
+def fgsm_multi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float]) -> torch.Tensor:
+    """FGSM at every eps from one gradient: (len(eps), *x.shape). The sign
+    step does not depend on eps, so one backward pass serves the whole list."""
+    s = input_gradient_sign(model, x, y)
+    e = torch.as_tensor(list(eps), dtype=x.dtype, device=x.device).view(-1, *([1] * x.dim()))
+    return (x.detach().unsqueeze(0) + e * s.unsqueeze(0)).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def accuracy_under_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float],
+                        batch_size: int = 512) -> list[float]:
+    """Accuracy at each eps, every eps of a batch classified in one forward pass."""
+    correct = torch.zeros(len(eps))
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        with torch.enable_grad():
+            adv = fgsm_multi(model, xb, yb, eps)  # (k, b, ...)
+        pred = model(adv.flatten(0, 1)).argmax(1).view(len(eps), -1)
+        correct += (pred == yb.unsqueeze(0)).sum(1).cpu()
+    return (correct / max(len(x), 1)).tolist()
