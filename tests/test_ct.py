@@ -187,3 +187,24 @@ def test_a_saved_matrix_stands_in_for_astra_and_must_fit_the_geometry():
     assert torch.equal(CTOperator(g, matrix=system_matrix(g))(x), CTOperator(g)(x))
     with pytest.raises(ValueError, match="is not the geometry"):
         CTOperator(ParallelBeam(28, 4), matrix=system_matrix(g))
+
+
+def test_the_denoiser_learns_to_denoise_and_its_noise_is_seeded():
+    from reconlab.data import load_dataset
+    from reconlab.models import build
+    from reconlab.training.denoiser import DenoiserSpec, noisy, test_psnr, train_epoch
+
+    ds = load_dataset("digits")
+    spec = DenoiserSpec(width=8, depth=3, epochs=2, batch_size=16)
+    torch.manual_seed(0)
+    m = build("dncnn", **spec.model_kwargs())
+    opt = torch.optim.Adam(m.parameters(), lr=spec.lr)
+    x = ds.x_train[:320]
+    losses = [train_epoch(m, opt, x, spec, e, 0, 1, "cpu") for e in range(3)]
+    assert losses[-1] < losses[0]
+    before, after = test_psnr(m, ds.x_test[:64], 0.1)
+    assert after > before + 1  # it removes noise, not just passes it through
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(noisy(x[:4], 0.2, g1), noisy(x[:4], 0.2, g2))
+    with pytest.raises(ValueError):
+        DenoiserSpec(sigma_max=0)

@@ -79,12 +79,10 @@ def main(argv=None) -> int:
 
         from ray import tune
 
-        from reconlab.sweep.ct_trial import tune_trainable
+        from reconlab.sweep.ct_trial import DENOISER, tune_trainable
         from reconlab.training.classifier import VARIANTS
-        from reconlab.training.logged import ensure_classifier
-
-        from reconlab.sweep.ct_trial import DENOISER
         from reconlab.training.denoiser import DenoiserSpec, fit_denoiser
+        from reconlab.training.logged import ensure_model
 
         shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {},
                   "threads": max(1, int(spec.resources_per_trial.cpu))}
@@ -95,7 +93,7 @@ def main(argv=None) -> int:
         for name, tspec, family, fit in models:
             if spec.train.epochs is not None:
                 tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-            meta, state, run_id = ensure_classifier(
+            meta, state, run_id = ensure_model(
                 c, exp_id, name, tspec, dataset=ds, data_root=args.data_root, uri=uri, storage_dir=storage_dir,
                 num_workers=args.num_workers or spec.train.num_workers, retrain=args.retrain, log=tracking.announce,
                 family=family, fit=fit)
