@@ -147,17 +147,8 @@ def fit_classifier(
     callbacks: list | None = None,
     threads: int | None = None,
 ):
-    """Train one classifier with a ``TorchTrainer``; returns the Ray Train Result."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Train one classifier with Ray Train (``training.launch.fit_torch``); returns the Ray Train Result."""
+    from reconlab.training.launch import fit_torch
 
-    if use_gpu is None:
-        use_gpu = torch.cuda.is_available()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"spec": dataclasses.asdict(spec), "dataset": dataset, "data_root": data_root,
-                           "threads": threads},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or []),
-    )
-    return trainer.fit()
+    return fit_torch(train_loop_per_worker, spec, dataset=dataset, data_root=data_root, num_workers=num_workers,
+                     use_gpu=use_gpu, storage_path=storage_path, name=name, callbacks=callbacks, threads=threads)

@@ -118,17 +118,8 @@ def train_loop_per_worker(config: dict) -> None:
 def fit_denoiser(spec: DenoiserSpec, *, dataset: str, data_root: str | None = None, num_workers: int = 1,
                  use_gpu: bool | None = None, storage_path: str, name: str, callbacks: list | None = None,
                  threads: int | None = None):
-    """Train one denoiser with a ``TorchTrainer``; returns the Ray Train Result."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Train one denoiser with Ray Train (``training.launch.fit_torch``); returns the Ray Train Result."""
+    from reconlab.training.launch import fit_torch
 
-    if use_gpu is None:
-        use_gpu = torch.cuda.is_available()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"spec": dataclasses.asdict(spec), "dataset": dataset, "data_root": data_root,
-                           "threads": threads},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or []),
-    )
-    return trainer.fit()
+    return fit_torch(train_loop_per_worker, spec, dataset=dataset, data_root=data_root, num_workers=num_workers,
+                     use_gpu=use_gpu, storage_path=storage_path, name=name, callbacks=callbacks, threads=threads)
