@@ -9,7 +9,7 @@ CLASSIFIERS = sorted(n for n in BUILDERS if n.startswith("classifier"))
 
 
 def test_every_builder_is_covered():
-    assert set(BUILDERS) == {*CLASSIFIERS, "unet", "deep_decoder", "dip_skip"}  # a new builder needs a test here
+    assert set(BUILDERS) == {*CLASSIFIERS, "unet", "deep_decoder", "dip_skip", "dncnn"}  # a new builder needs a test here
     # (deep_decoder and dip_skip: tests/test_deep_decoder.py)
 
 
@@ -20,6 +20,16 @@ def test_every_classifier_maps_digits_to_logits(name):
     out = m(torch.rand(3, 1, 28, 28))
     assert out.shape == (3, 10) and torch.isfinite(out).all()
     assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # the BN prior needs them
+
+
+def test_dncnn_is_residual_and_keeps_the_shape():
+    torch.manual_seed(0)
+    m = build("dncnn", channels=3, width=8, depth=4).eval()
+    x = torch.rand(2, 3, 20, 24)
+    out = m(x)
+    assert out.shape == x.shape
+    assert torch.allclose(out, x - m.residual(x))  # D(x) = x - R(x)
+    assert sum(isinstance(layer, torch.nn.Conv2d) for layer in m.modules()) == 4
 
 
 def test_unknown_builder_is_a_config_error():
