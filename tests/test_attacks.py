@@ -29,6 +29,8 @@ def test_fgsm_on_a_linear_classifier_is_the_exact_sign_step():
         assert torch.allclose(adv[k], (x + e * want).clamp(0, 1), atol=1e-6)
         assert torch.equal(adv[k], fgsm(m, x, y, e))  # the list is the same as one eps at a time
     assert all(p.grad is None for p in m.parameters())
+    with torch.no_grad():  # an attack inside an evaluation loop still gets its gradient
+        assert torch.equal(fgsm(m, x, y, 0.1), adv[2])
 
 
 def test_accuracy_under_fgsm_falls_with_eps_and_matches_one_eps_at_a_time():

@@ -18,9 +18,11 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
 
 
 def input_gradient_sign(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")  # per-image gradients, whatever the batch size
-    (grad,) = torch.autograd.grad(loss, x)
+    """sign(grad_x CE), also when called under ``torch.no_grad()``."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x), y, reduction="sum")  # per-image gradients, whatever the batch size
+        (grad,) = torch.autograd.grad(loss, x)
     return grad.sign()
 
 
@@ -39,8 +41,7 @@ def accuracy_under_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     correct = torch.zeros(len(eps))
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        with torch.enable_grad():
-            adv = fgsm_multi(model, xb, yb, eps)  # (k, b, ...)
+        adv = fgsm_multi(model, xb, yb, eps)  # (k, b, ...)
         pred = model(adv.flatten(0, 1)).argmax(1).view(len(eps), -1)
         correct += (pred == yb.unsqueeze(0)).sum(1).cpu()
     return (correct / max(len(x), 1)).tolist()
