@@ -163,3 +163,18 @@ def test_smoke_case_study_tables_figures_and_trials(tmp_path):
         steps = [m.step for m in c.get_metric_history(t.info.run_id, "psnr")]
         assert steps == ([1] if t.data.params["method"] == "fbp" else [4, 8, 12, 16, 18])
         assert "curves.csv" in {a.path for a in c.list_artifacts(t.info.run_id)}
+
+
+def test_a_stratified_searcher_saved_before_budgets_restores(tmp_path):
+    import pickle
+
+    from reconlab.sweep.searcher import StratifiedSearch
+
+    s = StratifiedSearch("m", ["a", "b"], {"m": {"type": "choice", "values": ["a", "b"]}}, "x", "max", 0, 2)
+    old = dict(s.__dict__)
+    old["per_stratum"] = old.pop("budget")[("a")]
+    path = tmp_path / "searcher.pkl"
+    path.write_bytes(pickle.dumps(old))
+    s2 = StratifiedSearch("m", ["a"], {"m": {"type": "choice", "values": ["a"]}}, "x", "max", 0, 1)
+    s2.restore(str(path))
+    assert s2.budget == {"a": 2, "b": 2} and [s2.suggest(f"t{i}")["m"] for i in range(4)] == ["a", "b", "a", "b"]

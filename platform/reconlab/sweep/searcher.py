@@ -201,7 +201,11 @@ class StratifiedSearch(Searcher):
 
     def restore(self, checkpoint_path: str):
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            state = pickle.load(f)
+        if "budget" not in state and "per_stratum" in state:  # saved before per-stratum budgets
+            n = state.pop("per_stratum")
+            state["budget"] = {v: n for v in state["values"]}
+        self.__dict__.update(state)
 
 
 def make_searcher(spec, storage: str | None = None):
