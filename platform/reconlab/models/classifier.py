@@ -46,6 +46,27 @@ class DeepCNN(nn.Module):
         return self.head(self.features((x - 0.5) / 0.5))
 
 
+class ReportCNN(nn.Module):
+    """The adversarial-denoising report's MNIST classifier: conv 1->3 (5x5),
+    max-pool, conv 3->5 (5x5), max-pool, FC 80->500->10, ReLU (28 -> 24 ->
+    12 -> 8 -> 4). No normalisation: inputs in [0, 1] as the report's."""
+
+    def __init__(self, width: int = 3, hidden: int = 500, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, width, 5), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(width, 5, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(80, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register
+def classifier_report(width: int = 3, hidden: int = 500, num_classes: int = 10) -> nn.Module:
+    """The classifier whose robustness the adversarial-denoising study measures."""
+    return ReportCNN(width=width, hidden=hidden, num_classes=num_classes)
+
+
 @register
 def classifier_small(width: int = 16, hidden: int = 128, num_classes: int = 10) -> nn.Module:
     """The classifier that gets inverted (SGD / Adam / Adam+FGSM variants)."""

@@ -53,6 +53,9 @@ VARIANTS: dict[str, TrainSpec] = {
     "sgd": TrainSpec(optimizer="sgd", lr=0.05, momentum=0.9, seed=1),
     "adam": TrainSpec(optimizer="adam", lr=1e-3, seed=1),
     "adam_fgsm": TrainSpec(optimizer="adam", lr=1e-3, fgsm_eps=0.1, fgsm_alpha=0.5, seed=1),
+    # the adversarial-denoising report's MNIST classifier and training (issue 13)
+    "report": TrainSpec(builder="classifier_report", width=3, optimizer="sgd", lr=0.01, momentum=0.5, batch_size=64,
+                        epochs=5, seed=2),
     "verifier": TrainSpec(builder="classifier_verifier", width=16, optimizer="sgd", lr=0.05, epochs=12, seed=1234),
 }
 
@@ -106,16 +109,10 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from reconlab.data import load_dataset
     from reconlab.models import build, save_model_dir
+    from reconlab.training.launch import worker_start
 
-    spec = TrainSpec(**config["spec"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(spec.seed)  # identical initial weights on every rank
-    if config.get("threads"):
-        torch.set_num_threads(config["threads"])
-    ds = load_dataset(config["dataset"], config.get("data_root"))
+    spec, rank, world, ds = worker_start(config, TrainSpec)
     model = build(spec.builder, **spec.model_kwargs())
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()

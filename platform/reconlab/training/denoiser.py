@@ -84,16 +84,10 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from reconlab.data import load_dataset
     from reconlab.models import build, save_model_dir
+    from reconlab.training.launch import worker_start
 
-    spec = DenoiserSpec(**config["spec"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(spec.seed)
-    if config.get("threads"):
-        torch.set_num_threads(config["threads"])
-    ds = load_dataset(config["dataset"], config.get("data_root"))
+    spec, rank, world, ds = worker_start(config, DenoiserSpec)
     model = ray.train.torch.prepare_model(build(spec.builder, **spec.model_kwargs()))
     device = ray.train.torch.get_device()
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)

@@ -10,11 +10,13 @@ import torch
 
 def fit_torch(loop: Callable[[dict], None], spec, *, dataset: str, data_root: str | None = None,
               num_workers: int = 1, use_gpu: bool | None = None, storage_path: str, name: str,
-              callbacks: list | None = None, threads: int | None = None):
+              callbacks: list | None = None, threads: int | None = None, cpus_per_worker: int = 1,
+              config: dict | None = None):
     """Run ``loop`` on ``num_workers`` Ray Train workers (DDP; GPUs when
-    present) with {"spec", "dataset", "data_root", "threads"} as its config;
-    returns the Ray Train Result."""
-    from ray.train import RunConfig, ScalingConfig
+    present), each holding ``cpus_per_worker`` CPUs, with {"spec",
+    "dataset", "data_root", "threads", **config} as its config; returns the
+    Ray Train Result."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if use_gpu is None:
@@ -22,8 +24,28 @@ def fit_torch(loop: Callable[[dict], None], spec, *, dataset: str, data_root: st
     trainer = TorchTrainer(
         loop,
         train_loop_config={"spec": dataclasses.asdict(spec), "dataset": dataset, "data_root": data_root,
-                           "threads": threads},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or []),
+                           "threads": threads, **(config or {})},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
+        run_config=RunConfig(name=name, storage_path=storage_path, callbacks=callbacks or [],
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     return trainer.fit()
+
+
+def worker_start(config: dict, spec_cls):
+    """What every Ray Train worker loop does first: (spec, rank, world,
+    dataset) with the spec rebuilt from the config, the same initial weights
+    on every rank (seeded), the torch thread count set and the dataset
+    loaded."""
+    import ray.train
+
+    from reconlab.data import load_dataset
+
+    spec = spec_cls(**config["spec"])
+    ctx = ray.train.get_context()
+    torch.manual_seed(spec.seed)
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    ds = load_dataset(config["dataset"], config.get("data_root"))
+    return spec, ctx.get_world_rank(), ctx.get_world_size(), ds
