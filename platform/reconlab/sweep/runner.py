@@ -138,6 +138,24 @@ def trial_concurrency(cpu: float, gpu: float) -> int:
     return max(1, min(limits) if limits else 1)
 
 
+def train_concurrency(spec, trial_cls) -> int:
+    """Trials at once when each trial's Tune function only waits while its
+    TorchTrainer's workers (``num_workers`` x ``cpus_per_worker`` CPUs, or a
+    GPU each) train: the most any trial of the sweep asks for must fit."""
+    import ray
+
+    def most(k):
+        if k in spec.search:
+            p = spec.search[k]
+            return p["high"] if "high" in p else max(p["values"])
+        return spec.fixed.get(k, getattr(trial_cls, k))
+
+    res = ray.cluster_resources()
+    if res.get("GPU", 0) >= 1:
+        return max(1, int(res["GPU"] // most("num_workers")))
+    return max(1, int(res.get("CPU", 1) // (most("num_workers") * most("cpus_per_worker"))))
+
+
 TAG_TUNE_DIR = "reconlab.tune_dir"
 
 

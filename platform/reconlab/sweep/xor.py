@@ -142,22 +142,11 @@ def main(argv=None) -> int:
 
 
 def concurrency(spec) -> int:
-    """Trials at once: the Tune function idles while its TorchTrainer's workers
-    (one CPU or GPU each) train, so the workers are what must fit."""
-    import ray
-
+    """Trials at once: what the trials' Ray Train workers need (``runner.train_concurrency``)."""
+    from reconlab.sweep.runner import train_concurrency
     from reconlab.sweep.xor_trial import XorTrialConfig
 
-    def most(k):
-        if k in spec.search:
-            p = spec.search[k]
-            return p["high"] if "high" in p else max(p["values"])
-        return spec.fixed.get(k, getattr(XorTrialConfig, k))
-
-    res = ray.cluster_resources()
-    if res.get("GPU", 0) >= 1:
-        return max(1, int(res["GPU"] // most("num_workers")))
-    return max(1, int(res.get("CPU", 1) // (most("num_workers") * most("cpus_per_worker"))))
+    return train_concurrency(spec, XorTrialConfig)
 
 
 def baselines(ds, op, modes_noises, seed: int) -> dict:
