@@ -1,0 +1,352 @@
+"""Adversarial robustness (the adversarial-denoising report): the report's
+small classifier against pixel noise, FGSM and the one-pixel attack (real
+differential evolution beside the report's random search at the same
+number of queries), and Noise2Noise denoisers against DAG (the report's
+adaptation) and PGD. Models are trained once by Ray Train and reused; each
+point of each curve is a Ray Tune trial; the sweep run holds the curves
+with the report's numbers beside ours and paired verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+
+from reconlab import tracking
+from reconlab.cli import job_parser
+from reconlab.errors import InputError
+
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "adversarial.yaml")
+# The report's numbers (REFERENCES.md §3; MNIST, its classifier): accuracy at each point, or the drop
+REPORT_ACC = {"fgsm": {0.05: 0.889, 0.1: 0.661, 0.15: 0.362, 0.2: 0.141, 0.25: 0.049, 0.3: 0.020},
+              "salt_and_pepper": {0.1: 0.959, 0.5: 0.500}}
+REPORT_DROP = {"gaussian_pixels": {0.1: 0.055}, "one_pixel_random": {1: 0.015, 40: 0.125}}
+REPORT_DAG = {"gaussian": "29.3 % of ratios in [0.95, 1.05], mean ratio 1.10-1.15",
+              "impulse_n2n": "the most vulnerable, mean ratio 1.275-1.325"}
+
+
+def parse(argv):
+    p = job_parser("adversarial_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
+    p.add_argument("--retrain", action="store_true", help="train the models even if logged ones exist")
+    p.add_argument("--num-workers", type=int, help="Ray Train workers per model (overrides the YAML)")
+    return p.parse_args(argv)
+
+
+def points_of(spec) -> list:
+    """Every point of the sweep, parsed; a bad one is an InputError naming it."""
+    from reconlab.sweep.adversarial_trial import AdversarialTrialConfig, parse_point
+
+    if "point" in spec.search:
+        if spec.search["point"]["type"] != "choice":
+            raise InputError("point must be fixed or a 'choice'", source=spec.source, key="search.point",
+                             value=spec.search["point"])
+        texts = spec.search["point"]["values"]
+    else:
+        texts = [spec.fixed.get("point", AdversarialTrialConfig.point)]
+    return [(t, parse_point(t)) for t in texts]
+
+
+def check_data(ds, spec) -> None:
+    if ds.num_classes != 10 or tuple(ds.x_test.shape[1:]) != (1, 28, 28):
+        raise InputError("the report's classifier takes 28x28 single-channel digits (digits or mnist)",
+                         source=spec.source, key="dataset", value=f"{ds.name} {tuple(ds.x_test.shape[1:])}")
+
+
+def denoiser_spec(noise: str, smoke: bool):
+    """The N2N denoiser the DAG/PGD points attack (tiny under --smoke-test)."""
+    from reconlab.training.n2n import N2NSpec
+
+    spec = N2NSpec(noise=noise, loss={"gaussian": "l2", "poisson": "l1"}.get(noise, "l0"))
+    if smoke:
+        spec = dataclasses.replace(spec, width=8, levels=2, epochs=1, epoch_images=128, eval_images=32,
+                                   attack_steps=2)
+    return spec
+
+
+def main(argv=None) -> int:
+    t_start = time.time()
+    args = parse(argv)
+    from reconlab.data import load_dataset
+    from reconlab.sweep.adversarial_trial import DENOISER_ATTACKS, METRICS, AdversarialTrialConfig
+    from reconlab.sweep.runner import prepare
+    from reconlab.sweep.spec import load_spec
+
+    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, AdversarialTrialConfig,
+                                                     smoke=args.smoke_test, metrics=METRICS))
+    points = points_of(spec)
+    ds = load_dataset(spec.dataset, args.data_root)
+    check_data(ds, spec)
+    denoisers = sorted({p.denoiser for _, p in points if p.attack in DENOISER_ATTACKS})
+    den_ds = load_dataset("natural") if denoisers else None
+    experiment = args.experiment or ("reconlab-adversarial-smoke" if args.smoke_test else "reconlab-adversarial")
+
+    from reconlab.sweep.runner import print_ui_hint, sweep_job
+
+    def setup(c, exp_id):
+        import ray
+        from ray import tune
+
+        from reconlab.sweep.adversarial_trial import CLASSIFIER, tune_trainable
+        from reconlab.training.classifier import VARIANTS
+        from reconlab.training.logged import ensure_model
+        from reconlab.training.n2n import fit_n2n
+
+        cpus = max(1, min(2, int(ray.cluster_resources().get("CPU", 1))))
+        tspec = VARIANTS["report"]
+        if spec.train.epochs is not None:  # the classifier's epochs (the report's 5 are over 60k MNIST images)
+            tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
+        models = [(CLASSIFIER, "report", tspec, "classifier", None, ds)]
+        models += [(f"denoiser:{n}", n, denoiser_spec(n, args.smoke_test), "n2n",
+                    functools.partial(fit_n2n, cpus_per_worker=cpus), den_ds) for n in denoisers]
+        shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {},
+                  "denoise_x": den_ds.x_test if den_ds is not None else None,
+                  "threads": max(1, int(spec.resources_per_trial.cpu))}
+        params = {"dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test}
+        for key, variant, mspec, family, fit, data in models:
+            meta, state, run_id = ensure_model(
+                c, exp_id, variant, mspec, dataset=data, data_root=args.data_root if data is ds else None, uri=uri,
+                storage_dir=storage_dir, num_workers=args.num_workers or spec.train.num_workers,
+                retrain=args.retrain, log=tracking.announce, family=family, fit=fit)
+            shared["models"][key], shared["digests"][key] = (meta, state), mspec.digest()
+            params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
+        return tune.with_parameters(tune_trainable, shared=shared), params
+
+    out = {}
+
+    def finish(grid, parent):
+        out.update(analyse(grid, spec))
+        finish_parent(parent, out, grid)
+
+    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
+                            metric_keys=METRICS, max_t=1, artifacts="adversarial", finish=finish)
+    print_report(out, ds, len(grid), uri, experiment, time.time() - t_start)
+    print_ui_hint(uri)
+    return 1 if sweep.undelivered else 0
+
+
+def best_per_point(grid, spec) -> dict:
+    """point text -> the trial with the most damage (DAG: over its searched gamma and iterations)."""
+    from reconlab.sweep.runner import best_result, finite
+
+    groups: dict[str, list] = {}
+    for r in grid:
+        if r.error is None and r.metrics and finite(r.metrics.get(spec.metric)) and r.checkpoint is not None:
+            groups.setdefault(r.config.get("point"), []).append(r)
+    return {p: best_result(rs, spec.metric, spec.mode) for p, rs in groups.items()}
+
+
+CURVE_COLUMNS = ["attack", "level", "accuracy", "report accuracy", "damage", "success_rate", "queries", "trials"]
+DENOISER_COLUMNS = ["attack", "denoiser", "eps (x 1/255)", "psnr_denoised", "psnr_attacked", "psnr_drop",
+                    "mean_ratio", "share_in_band", "linf", "l2", "gamma", "iterations", "report"]
+
+
+def _report_acc(attack: str, level: float, clean: float) -> str:
+    if level in REPORT_ACC.get(attack, {}):
+        return f"{REPORT_ACC[attack][level]:.3f}"
+    if level in REPORT_DROP.get(attack, {}):
+        return f"clean - {REPORT_DROP[attack][level]:.3f}"
+    return "–"
+
+
+def analyse(grid, spec) -> dict:
+    from reconlab.sweep.adversarial_trial import CLASSIFIER_ATTACKS, load_result, parse_point
+
+    best = best_per_point(grid, spec)
+    results = {}
+    for t, r in best.items():
+        with r.checkpoint.as_directory() as d:
+            results[t] = load_result(d)
+    counts: dict[str, int] = {}
+    for r in grid:
+        counts[r.config.get("point")] = counts.get(r.config.get("point"), 0) + 1
+    curves, den_rows = [], []
+    for t in sorted(best, key=lambda t: (parse_point(t).attack, parse_point(t).denoiser, parse_point(t).level)):
+        p, m, c = parse_point(t), best[t].metrics, best[t].config
+        if p.attack in CLASSIFIER_ATTACKS:
+            curves.append({"attack": p.attack, "level": p.level, "accuracy": m["accuracy"],
+                           "report accuracy": _report_acc(p.attack, p.level, m["clean_accuracy"]),
+                           "damage": m["damage"], "success_rate": m["success_rate"], "queries": m.get("queries", "–"),
+                           "trials": counts.get(t, 0), "clean_accuracy": m["clean_accuracy"]})
+        else:
+            den_rows.append({"attack": p.attack, "denoiser": p.denoiser, "eps (x 1/255)": p.level or "–",
+                             **{k: m[k] for k in DENOISER_COLUMNS[3:10]},
+                             "gamma": c.get("gamma") if p.attack == "dag" else "–",
+                             "iterations": c.get("iterations") if p.attack == "dag" else "–",
+                             "report": REPORT_DAG.get(p.denoiser, "–") if p.attack == "dag" else "–"})
+    return {"curves": curves, "denoisers": den_rows, "results": results,
+            "findings": fgsm_lines(curves) + de_lines(best, results) + denoiser_lines(den_rows)}
+
+
+def fgsm_lines(curves: list[dict]) -> list[str]:
+    rs = sorted((r for r in curves if r["attack"] == "fgsm"), key=lambda r: r["level"])
+    if len(rs) < 2:
+        return []
+    acc = [r["accuracy"] for r in rs]
+    mono = all(b <= a for a, b in zip(acc, acc[1:]))
+    ours = ", ".join(f"{r['level']:g}: {r['accuracy']:.3f}" for r in rs)
+    ref = ", ".join(f"{e:g}: {a:.3f}" for e, a in REPORT_ACC["fgsm"].items())
+    return [f"FGSM accuracy falls monotonically with eps: {'MET' if mono else 'NOT MET'} (ours {ours}; "
+            f"the report, MNIST: {ref})"]
+
+
+def de_lines(best: dict, results: dict) -> list[str]:
+    """DE against the random search at each pixel count, paired per (seed, image):
+    d = correct after random - correct after DE (> 0: DE did more damage)."""
+    from reconlab.stats import paired_interval
+    from reconlab.sweep.adversarial_trial import parse_point
+
+    out = []
+    for t in sorted(best, key=lambda t: parse_point(t).level):
+        p = parse_point(t)
+        twin = f"one_pixel_random {t.split()[1]}"
+        if p.attack != "one_pixel_de" or twin not in results:
+            continue
+        de, rnd = results[t]["correct"], results[twin]["correct"]
+        if de.shape != rnd.shape:
+            continue
+        ci = paired_interval(rnd.flatten().tolist(), de.flatten().tolist())
+        verdict = {"HOLDS": "HOLDS (DE does more)", "DOES NOT HOLD": "DOES NOT HOLD (random does more)",
+                   "UNDECIDED": "UNDECIDED (no difference shown)"}[ci.verdict(0)]
+        m_de, m_rnd = best[t].metrics, best[twin].metrics
+        out.append(f"{int(p.level)} pixel(s): DE does at least as much damage as the random search at the same "
+                   f"budget: {verdict}; accuracy DE {m_de['accuracy']:.3f} vs random {m_rnd['accuracy']:.3f}, "
+                   f"accuracy lost to DE - to random {ci} (over {de.shape[0]} seeds x {de.shape[1]} images); "
+                   f"queries per attacked image {m_de.get('queries', 0):.0f} vs {m_rnd.get('queries', 0):.0f}")
+    return out
+
+
+def denoiser_lines(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        if r["attack"] == "dag":
+            out.append(f"DAG on the {r['denoiser']} denoiser: {r['share_in_band']:.1%} of PSNR ratios in [0.95, 1.05], "
+                       f"mean ratio {r['mean_ratio']:.3f}, perturbation mean L-inf {r['linf']:.3f}, L2 {r['l2']:.2f} "
+                       f"(the report: {REPORT_DAG.get(r['denoiser'], 'no figure')})")
+    for d in sorted({r["denoiser"] for r in rows if r["attack"] == "pgd"}):
+        rs = sorted((r for r in rows if r["attack"] == "pgd" and r["denoiser"] == d), key=lambda r: r["eps (x 1/255)"])
+        out.append(f"PGD on the {d} denoiser, PSNR drop by eps: " +
+                   ", ".join(f"{r['eps (x 1/255)']:g}/255: {r['psnr_drop']:.2f} dB (from {r['psnr_denoised']:.2f})"
+                             for r in rs))
+    return out
+
+
+def robustness_png(curves: list[dict]) -> bytes:
+    """The classifier's accuracy along each curve, the report's points beside (x)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("noise on a fraction of pixels", ("gaussian_pixels", "salt_and_pepper")), ("FGSM eps", ("fgsm",)),
+              ("attacked pixels", ("one_pixel_de", "one_pixel_random"))]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
+    for ax, (xlabel, attacks) in zip(axes, panels):
+        for a in attacks:
+            rs = sorted((r for r in curves if r["attack"] == a), key=lambda r: r["level"])
+            if rs:
+                line, = ax.plot([r["level"] for r in rs], [r["accuracy"] for r in rs], "o-", label=f"{a} (ours)")
+                ref = REPORT_ACC.get(a, {})
+                clean = rs[0]["clean_accuracy"]
+                ref = {**ref, **{k: clean - v for k, v in REPORT_DROP.get(a, {}).items()}}
+                if ref:
+                    ax.plot(list(ref), list(ref.values()), "x--", color=line.get_color(), label=f"{a} (report)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("The report's classifier under noise and attacks (report: MNIST; drops drawn from our clean accuracy)")
+    return _png(fig)
+
+
+def dag_histograms_png(results: dict, rows: list[dict]) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reconlab.sweep.adversarial_trial import BAND, parse_point
+
+    dags = [(parse_point(t).denoiser, res) for t, res in sorted(results.items()) if parse_point(t).attack == "dag"]
+    if not dags:
+        return None
+    fig, axes = plt.subplots(1, len(dags), figsize=(4.2 * len(dags), 3.4), dpi=100, squeeze=False)
+    for ax, (d, res) in zip(axes[0], dags):
+        ax.hist(res["ratio"].numpy(), bins=40, color="tab:blue", alpha=0.8)
+        for b in BAND:
+            ax.axvline(b, color="k", ls=":", lw=1)
+        ax.set_title(f"DAG, {d} denoiser", fontsize=9)
+        ax.set_xlabel("PSNR(D(noisy)) / PSNR(D(adversarial))")
+    axes[0][0].set_ylabel("test patches")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def pgd_png(rows: list[dict]) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pgd = [r for r in rows if r["attack"] == "pgd"]
+    if not pgd:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    for d in sorted({r["denoiser"] for r in pgd}):
+        rs = sorted((r for r in pgd if r["denoiser"] == d), key=lambda r: r["eps (x 1/255)"])
+        ax.plot([0] + [r["eps (x 1/255)"] for r in rs], [0] + [r["psnr_drop"] for r in rs], "o-", label=d)
+    ax.set_xlabel("PGD budget eps (x 1/255, L-inf)")
+    ax.set_ylabel("PSNR drop of the denoised output (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def finish_parent(parent, out: dict, grid) -> None:
+    from reconlab.sweep.adversarial_trial import files_of, parse_point
+    from reconlab.sweep.runner import log_table
+
+    log_table(parent, out["curves"], CURVE_COLUMNS, out["findings"], "classifier_robustness")
+    log_table(parent, out["denoisers"], DENOISER_COLUMNS, [], "denoiser_attacks")
+    if out["curves"]:
+        parent.log_bytes(robustness_png(out["curves"]), "classifier_robustness.png")
+    for name, png in (("dag_histograms.png", dag_histograms_png(out["results"], out["denoisers"])),
+                      ("pgd_psnr_drop.png", pgd_png(out["denoisers"]))):
+        if png is not None:
+            parent.log_bytes(png, name)
+    for t, res in out["results"].items():
+        if parse_point(t).attack in ("dag", "pgd"):
+            for f, data in files_of(res).items():
+                parent.log_bytes(data, f"{t.replace(' ', '_')}/{f}")
+    parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
+    parent.set_terminated("FINISHED")
+
+
+def print_report(out: dict, ds, n_trials: int, uri: str, experiment: str, seconds: float) -> None:
+    from reconlab.sweep.runner import markdown_table
+
+    if out["curves"]:
+        print(f"\nThe report's classifier on '{ds.name}' ({len(ds.x_test)} test images):\n")
+        print(markdown_table(out["curves"], CURVE_COLUMNS))
+    if out["denoisers"]:
+        print("\nN2N denoisers under attack ('natural' test patches):\n")
+        print(markdown_table(out["denoisers"], DENOISER_COLUMNS[:-1]))
+    print()
+    for line in out["findings"]:
+        print(f"- {line}")
+    print(f"\n{n_trials} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {tracking.redact(uri)}")
