@@ -31,10 +31,13 @@ from jobutil import REPO, run_job  # noqa: E402
 pytestmark = pytest.mark.slow
 
 INV, XOR, DD, CT = "inversion_sweep.py", "xor_decryption.py", "deep_decoder_sweep.py", "ct_case_study.py"
+ADV, DEN = "adversarial_sweep.py", "denoise_sweep.py"
 INV_YAML = "name: x\nmetric: verifier_acc\n"
 XOR_YAML = "name: x\nmetric: test_psnr\n"
 DD_YAML = "name: x\nmetric: psnr_best_fit\n"
 CT_YAML = "name: x\nmetric: psnr_val\n"
+ADV_YAML = "name: x\nmetric: damage\n"
+DEN_YAML = "name: x\nmetric: objective\n"
 
 
 # ----------------------------------------------------------------- data files
@@ -328,6 +331,19 @@ CASES = [
          CT_YAML + "fixed: {val_images: 300, test_images: 100}\n",
          message="key 'fixed.val_images' = 300: the test split has 360 images: too few for 300 validation + 100 test",
          example="`fixed: {val_images: 300, test_images: 100}` on digits"),
+    # ---- adversarial robustness and denoisers
+    Case("FGSM eps outside [0, 1]", ADV, ADV_YAML + "search:\n  point: {type: choice, values: [fgsm 0.1, fgsm 1.5]}\n",
+         message="space.yaml, key 'search.point.values[1]' = 'fgsm 1.5': point 'fgsm 1.5': the level must be in [0, 1]",
+         example="`point: ... [fgsm 0.1, fgsm 1.5]`"),
+    Case("RGB patches for the report's classifier", ADV, ADV_YAML + "dataset: natural\n",
+         message="key 'dataset' = 'natural (3, 32, 32)': the report's classifier takes 28x28 single-channel digits",
+         example="`dataset: natural`"),
+    Case("unknown denoiser loss", DEN, DEN_YAML + "search:\n  arm: {type: choice, values: [gaussian/l3/noisy]}\n",
+         message="key 'search.arm.values[0]' = 'gaussian/l3/noisy': arm 'gaussian/l3/noisy': unknown loss 'l3'",
+         example="`arm: ... [gaussian/l3/noisy]`"),
+    Case("patches too small for the N2N U-Net's levels", DEN, DEN_YAML + "dataset: natural\nfixed: {levels: 6}\n",
+         message="key 'levels' = 6: 32x32 images do not fit an N2N U-Net of 6 levels (need multiples of 64)",
+         example="`fixed: {levels: 6}` on 32x32 patches"),
     Case("parquet 12x12 images for a depth-3 U-Net", XOR, XOR_YAML + "dataset: parquet\n", ("--data-root", "{data}"),
          "key 'depth' = 3: 12x12 images do not fit a U-Net of depth 3", "3x12x12 shards", data=parquet_12x12),
 ]

@@ -74,7 +74,7 @@ def one_pixel_de(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, pixels: 
             if stop_on_success and (pred != label).any():
                 break
             # rand/1: three distinct others per member, F = mutation; binomial crossover
-            r = torch.stack([torch.randperm(popsize - 1, generator=g)[:3] for _ in range(popsize)])
+            r = torch.rand(popsize, popsize - 1, generator=g).argsort(1)[:, :3]  # 3 distinct, uniformly
             r = r + (r >= torch.arange(popsize).unsqueeze(1))  # skip the member itself
             r = r.to(x.device)
             mutant = (pop[r[:, 0]] + mutation * (pop[r[:, 1]] - pop[r[:, 2]])).clamp(0, 1)

@@ -11,7 +11,7 @@ A ``point`` names the attack and where on its curve the trial sits:
     pgd gaussian 4          PGD at eps = 4/255 on it (maximising the error against the clean image)
 
 The first five attack the report's classifier on the first ``images`` test
-images (misclassified ones count as wrong, unattacked); noise and the
+images (``pixel_images`` for the one-pixel attacks) (misclassified ones count as wrong, unattacked); noise and the
 one-pixel attacks run ``repeats`` seeds (seed, seed + 1, ...) on the same
 images, so the one-pixel attacks pair up per (seed, image). The last two
 attack a denoiser trained by Ray Train (``training.n2n``) on its noisy test
@@ -88,6 +88,7 @@ def _number(text: str, word: str) -> float:
 class AdversarialTrialConfig:
     point: str = "fgsm 0.1"
     images: int = 0  # test images attacked (0: all)
+    pixel_images: int = 100  # ... by the one-pixel attacks, the costly ones (0: all)
     repeats: int = 3  # seeds per noise / one-pixel point
     popsize: int = 400  # DE population (the references' 400)
     maxiter: int = 100  # DE generations; the budget is popsize x (maxiter + 1) queries
@@ -100,7 +101,7 @@ class AdversarialTrialConfig:
 
     def __post_init__(self):
         parse_point(self.point)
-        if self.images < 0 or min(self.repeats, self.popsize, self.iterations, self.pgd_steps) < 1:
+        if self.images < 0 or self.pixel_images < 0 or min(self.repeats, self.popsize, self.iterations, self.pgd_steps) < 1:
             raise ValueError("images must be >= 0; repeats, popsize, iterations and pgd_steps >= 1")
         if self.popsize < 4 or self.maxiter < 0:
             raise ValueError("DE needs popsize >= 4 and maxiter >= 0")
@@ -240,7 +241,7 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     if p.attack in CLASSIFIER_ATTACKS:
-        n = cfg.images or len(shared["x"])
+        n = (cfg.pixel_images if p.attack.startswith("one_pixel") else cfg.images) or len(shared["x"])
         model = shared_model(shared, CLASSIFIER, dev)
         final, result = attack_classifier(cfg, p, model, shared["x"][:n].to(dev), shared["y"][:n].to(dev))
     else:
