@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/untrained_fit.py
 	$(PY) bench/ct_speed.py
 	$(PY) bench/attacks.py
+	$(PY) bench/n2n_throughput.py
 
 ui: $(VENV)/.installed
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/reconlab_results/mlflow.db \

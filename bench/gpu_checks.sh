@@ -41,3 +41,7 @@ timeout 85 python bench/paper_fits.py --image "$DD" --nets dip
 echo "== CT (issue 15): batched SIRT through ASTRA's matrix on CUDA, and the hybrid's cost over SIRT-only (goal <= 3x)"
 echo "\$ python bench/ct_speed.py --matrices .photos/ct --device cuda"
 timeout 30 python bench/ct_speed.py --matrices "$RECONLAB_PHOTO_DIR/ct" --device cuda
+
+echo "== adversarial denoising (issue 13): N2N U-Net training images/s on the GPU (bare loop; Ray Train's ratio is measured on CPU)"
+echo "\$ python bench/n2n_throughput.py --synthetic --no-ray --epoch-images 8192 --epochs 3"
+timeout 25 python bench/n2n_throughput.py --synthetic --no-ray --epoch-images 8192 --epochs 3
