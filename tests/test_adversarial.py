@@ -139,3 +139,43 @@ def test_fgsm_monotonicity_is_checked_not_assumed():
     assert fgsm_lines(rows)[0].startswith("FGSM accuracy falls monotonically with eps: MET")
     rows[2]["accuracy"] = 0.7
     assert fgsm_lines(rows)[0].startswith("FGSM accuracy falls monotonically with eps: NOT MET")
+
+
+def test_denoisers_come_from_the_latest_denoise_sweeps_best_matching_trial(tmp_path):
+    """A real MLflow store holding a denoise sweep: per noise model the best
+    undefended noisy-target trial with the noise's own loss is taken, its
+    weights rebuilt from the trial's artifacts."""
+    from reconlab import tracking
+    from reconlab.errors import InputError
+    from reconlab.models import build, save_model_dir
+    from reconlab.sweep.adversarial import denoisers_from_sweep
+    from reconlab.training.n2n import N2NSpec
+
+    c = tracking.client(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = c.create_experiment("den", artifact_location=str(tmp_path / "artifacts"))
+    parent = c.create_run(exp, tags={tracking.TAG_SWEEP: "denoise"}).info.run_id
+    want = {}
+    for i, (arm, objective) in enumerate([("gaussian/l2/noisy", 28.0), ("gaussian/l2/noisy", 29.0),
+                                          ("gaussian/l2/clean", 31.0), ("gaussian/l2/clean/pgd", 30.0),
+                                          ("gaussian/l1/noisy", 32.0)]):
+        run = c.create_run(exp, tags={tracking.TAG_PARENT: parent}).info.run_id
+        c.log_param(run, "arm", arm)
+        c.log_metric(run, "objective", objective)
+        spec = N2NSpec(channels=1, width=2, levels=1, seed=i)
+        torch.manual_seed(i)
+        m = build(spec.builder, **spec.model_kwargs())
+        d = tmp_path / f"m{i}"
+        d.mkdir()
+        save_model_dir(str(d), m, spec)
+        c.log_artifacts(run, str(d), artifact_path="model")
+        c.set_terminated(run, "FINISHED")
+        want[run] = m.state_dict()
+    got = denoisers_from_sweep(c, "den", ["gaussian"])
+    meta, state, run_id = got["gaussian"]
+    best = [r for r in want][1]  # gaussian/l2/noisy at objective 29
+    assert run_id == best and all(torch.equal(state[k], want[best][k]) for k in state)
+    assert meta["spec"]["seed"] == 1
+    with pytest.raises(InputError, match="no finished 'poisson/l1/noisy' trial"):
+        denoisers_from_sweep(c, "den", ["poisson"])
+    with pytest.raises(InputError, match="no such MLflow experiment"):
+        denoisers_from_sweep(c, "elsewhere", ["gaussian"])

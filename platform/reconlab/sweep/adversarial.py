@@ -30,6 +30,10 @@ def parse(argv):
     p = job_parser("adversarial_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
     p.add_argument("--retrain", action="store_true", help="train the models even if logged ones exist")
     p.add_argument("--num-workers", type=int, help="Ray Train workers per model (overrides the YAML)")
+    p.add_argument("--denoisers-from", metavar="EXPERIMENT",
+                   help="attack the denoisers the latest denoise sweep in this MLflow experiment (same store) trained: "
+                        "per noise model its best undefended noisy-target trial with the noise's own loss "
+                        "(default: train them here)")
     return p.parse_args(argv)
 
 
@@ -53,11 +57,42 @@ def check_data(ds, spec) -> None:
                          source=spec.source, key="dataset", value=f"{ds.name} {tuple(ds.x_test.shape[1:])}")
 
 
+OWN_LOSS = {"gaussian": "l2", "poisson": "l1", "impulse_n2n": "l0"}  # Noise2Noise's pairing
+
+
+def denoisers_from_sweep(c, experiment: str, names: list[str], sweep: str = "denoise") -> dict:
+    """noise -> (meta, state, run id): per noise model, the best finished
+    trial (by ``objective``) of the latest ``sweep`` in ``experiment`` whose
+    arm is ``noise/<its own loss>/noisy``, its model rebuilt from the trial's
+    artifacts (weights only). InputError, before Ray starts, if one is missing."""
+    from reconlab.training.logged import load_logged_model
+
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        raise InputError("no such MLflow experiment in this store", key="--denoisers-from", value=experiment)
+    parents = tracking.find_runs(c, exp.experiment_id, {tracking.TAG_SWEEP: sweep}, max_results=1)
+    if not parents:
+        raise InputError(f"the experiment holds no '{sweep}' sweep", key="--denoisers-from", value=experiment)
+    trials = tracking.find_runs(c, exp.experiment_id, {tracking.TAG_PARENT: parents[0].info.run_id},
+                                status="FINISHED", max_results=1000)
+    out = {}
+    for n in names:
+        arm = f"{n}/{OWN_LOSS[n]}/noisy"
+        cands = [t for t in trials if t.data.params.get("arm") == arm and "objective" in t.data.metrics]
+        if not cands:
+            raise InputError(f"sweep run {parents[0].info.run_id} has no finished '{arm}' trial",
+                             key="--denoisers-from", value=experiment)
+        best = max(cands, key=lambda t: (t.data.metrics["objective"], t.info.run_id))
+        meta, state = load_logged_model(c, best.info.run_id)
+        out[n] = (meta, state, best.info.run_id)
+    return out
+
+
 def denoiser_spec(noise: str, smoke: bool):
     """The N2N denoiser the DAG/PGD points attack (tiny under --smoke-test)."""
     from reconlab.training.n2n import N2NSpec
 
-    spec = N2NSpec(noise=noise, loss={"gaussian": "l2", "poisson": "l1"}.get(noise, "l0"))
+    spec = N2NSpec(noise=noise, loss=OWN_LOSS[noise])
     if smoke:
         spec = dataclasses.replace(spec, width=8, levels=2, epochs=1, epoch_images=128, eval_images=32,
                                    attack_steps=2)
@@ -79,6 +114,12 @@ def main(argv=None) -> int:
     check_data(ds, spec)
     denoisers = sorted({p.denoiser for _, p in points if p.attack in DENOISER_ATTACKS})
     den_ds = load_dataset("natural") if denoisers else None
+    reused = {}
+    if args.denoisers_from and denoisers:
+        if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):  # never create a store here
+            raise InputError(f"no MLflow store at {tracking.redact(uri)} to take denoisers from",
+                             key="--denoisers-from", value=args.denoisers_from)
+        reused = denoisers_from_sweep(tracking.client(uri), args.denoisers_from, denoisers)
     experiment = args.experiment or ("reconlab-adversarial-smoke" if args.smoke_test else "reconlab-adversarial")
 
     from reconlab.sweep.runner import print_ui_hint, sweep_job
@@ -104,6 +145,13 @@ def main(argv=None) -> int:
                   "threads": max(1, int(spec.resources_per_trial.cpu))}
         params = {"dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test}
         for key, variant, mspec, family, fit, data in models:
+            if family == "n2n" and variant in reused:
+                meta, state, run_id = reused[variant]
+                tracking.announce(f"attacking the '{variant}' denoiser of {args.denoisers_from}: "
+                                  f"runs:/{run_id}/model")
+                shared["models"][key], shared["digests"][key] = (meta, state), f"run-{run_id}"
+                params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
+                continue
             meta, state, run_id = ensure_model(
                 c, exp_id, variant, mspec, dataset=data, data_root=args.data_root if data is ds else None, uri=uri,
                 storage_dir=storage_dir, num_workers=args.num_workers or spec.train.num_workers,
