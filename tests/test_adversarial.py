@@ -83,6 +83,8 @@ def test_one_pixel_points_spend_the_same_budget_on_the_same_images(shared):
 def test_dag_and_pgd_on_a_denoiser(shared):
     pgd, r = run_trial({"point": "pgd gaussian 4", "pgd_steps": 3}, shared)
     assert r["linf"].max() <= 4 / 255 + 1e-6 and pgd["psnr_drop"] > 0 and pgd["damage"] == pgd["psnr_drop"]
+    assert r["linf"].shape == (16,) and run_trial({"point": "pgd gaussian 2", "pgd_steps": 1, "denoiser_images": 8},
+                                                  shared)[1]["linf"].shape == (8,)
     dag, r = run_trial({"point": "dag gaussian", "iterations": 5, "gamma": 0.1}, shared)
     assert r["ratio"].shape == (16,) and dag["damage"] == pytest.approx(dag["mean_ratio"] - 1)
     assert r["linf"].max() <= 1 and 0 <= dag["share_in_band"] <= 1

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
           "  python jobs/inversion_sweep.py [--smoke-test] ...   network inversion of classifiers (the main job)\n"
           "  python jobs/xor_decryption.py [--smoke-test] ...    XOR decryption with a U-Net (Table I)\n"
           "  python jobs/deep_decoder_sweep.py [--smoke-test] ... deep decoder and deep image prior fits\n"
+          "  python jobs/ct_case_study.py [--smoke-test] ...      the CT case study on ASTRA\n"
+          "  python jobs/denoise_sweep.py [--smoke-test] ...      Noise2Noise denoisers, noisy vs clean targets, a PGD defence\n"
+          "  python jobs/adversarial_sweep.py [--smoke-test] ...  noise, FGSM, one-pixel (DE) on a classifier; DAG, PGD on denoisers\n"
           "reconlab sync [DIR|SPOOL ...]                         deliver what a sweep spooled while MLflow was away")
     return 0
 

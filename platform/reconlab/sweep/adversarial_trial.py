@@ -14,8 +14,8 @@ The first five attack the report's classifier on the first ``images`` test
 images (``pixel_images`` for the one-pixel attacks) (misclassified ones count as wrong, unattacked); noise and the
 one-pixel attacks run ``repeats`` seeds (seed, seed + 1, ...) on the same
 images, so the one-pixel attacks pair up per (seed, image). The last two
-attack a denoiser trained by Ray Train (``training.n2n``) on its noisy test
-patches (the denoiser's evaluation noise, seeded). Every trial reports
+attack a denoiser trained by Ray Train (``training.n2n``) on its first
+``denoiser_images`` noisy test patches (the denoiser's evaluation noise, seeded). Every trial reports
 ``damage``, the attack's strength in its own unit: accuracy lost
 (classifier), mean PSNR ratio - 1 (DAG), mean PSNR drop in dB (PGD); a
 stratum's TPE study (DAG's gamma and iterations) maximises it.
@@ -89,6 +89,7 @@ class AdversarialTrialConfig:
     point: str = "fgsm 0.1"
     images: int = 0  # test images attacked (0: all)
     pixel_images: int = 100  # ... by the one-pixel attacks, the costly ones (0: all)
+    denoiser_images: int = 0  # test patches attacked by DAG and PGD (0: all)
     repeats: int = 3  # seeds per noise / one-pixel point
     popsize: int = 400  # DE population (the references' 400)
     maxiter: int = 100  # DE generations; the budget is popsize x (maxiter + 1) queries
@@ -101,7 +102,7 @@ class AdversarialTrialConfig:
 
     def __post_init__(self):
         parse_point(self.point)
-        if self.images < 0 or self.pixel_images < 0 or min(self.repeats, self.popsize, self.iterations, self.pgd_steps) < 1:
+        if min(self.images, self.pixel_images, self.denoiser_images) < 0 or min(self.repeats, self.popsize, self.iterations, self.pgd_steps) < 1:
             raise ValueError("images must be >= 0; repeats, popsize, iterations and pgd_steps >= 1")
         if self.popsize < 4 or self.maxiter < 0:
             raise ValueError("DE needs popsize >= 4 and maxiter >= 0")
@@ -246,7 +247,7 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
         final, result = attack_classifier(cfg, p, model, shared["x"][:n].to(dev), shared["y"][:n].to(dev))
     else:
         model = shared_model(shared, f"denoiser:{p.denoiser}", dev)
-        clean, noisy, target = denoiser_inputs(shared, p.denoiser, cfg.seed, cfg.images)
+        clean, noisy, target = denoiser_inputs(shared, p.denoiser, cfg.seed, cfg.denoiser_images)
         final, result = attack_denoiser(cfg, p, model, clean.to(dev), noisy.to(dev), target.to(dev))
     final = {"step": 1, **final, "seconds": time.perf_counter() - t0}
     if report is not None:
