@@ -30,3 +30,39 @@ def shared_models(epochs: int = 2):
     shared["sources"] = pick_sources(ds.x_test, ds.y_test)
     shared["class_means"] = ds.class_means()
     return shared
+
+
+def train_reports(fit, **kwargs) -> tuple[list[dict], float]:
+    """Run ``fit(..., storage_path, name, callbacks)`` (a family's Ray Train
+    ``fit_*``) on the platform's local Ray runtime; returns (every epoch's
+    report, wall seconds). Reports reach the bench through a file: the
+    callback runs in the Train controller's process."""
+    import json
+    import tempfile
+    import time
+
+    import ray
+    from ray.train import UserCallback
+
+    from reconlab.sweep.runner import init_ray
+
+    class Collect(UserCallback):
+        def __init__(self, path):
+            self.path = path
+
+        def after_report(self, run_context, metrics, checkpoint):
+            with open(self.path, "a") as f:
+                f.write(json.dumps(metrics[0]) + "\n")
+
+    init_ray()  # the platform's local runtime, as the jobs start it
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "epochs.jsonl")
+            t = time.perf_counter()
+            r = fit(storage_path=tmp, name="bench", callbacks=[Collect(log)], **kwargs)
+            wall = time.perf_counter() - t
+            assert r.error is None, r.error
+            with open(log) as f:
+                return [json.loads(line) for line in f], wall
+    finally:
+        ray.shutdown()

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "platform"))
@@ -38,33 +37,12 @@ def bare_loop(x, spec, threads, device):
 
 
 def ray_train(spec, threads, use_gpu):
-    import ray
-    from ray.train import UserCallback
+    from common import train_reports
 
-    from reconlab.sweep.runner import init_ray
     from reconlab.training.n2n import fit_n2n
 
-    class Collect(UserCallback):  # runs in the Train controller's process: hand over through a file
-        def __init__(self, path):
-            self.path = path
-
-        def after_report(self, run_context, metrics, checkpoint):
-            with open(self.path, "a") as f:
-                f.write(json.dumps(metrics[0]) + "\n")
-
-    init_ray()  # the platform's local runtime, as the jobs start it
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            log = os.path.join(tmp, "epochs.jsonl")
-            t = time.perf_counter()
-            r = fit_n2n(spec, dataset="natural", num_workers=1, use_gpu=use_gpu, storage_path=tmp, name="bench",
-                        callbacks=[Collect(log)], cpus_per_worker=threads)
-            wall = time.perf_counter() - t
-            assert r.error is None, r.error
-            with open(log) as f:
-                rows = [json.loads(line) for line in f]
-    finally:
-        ray.shutdown()
+    rows, wall = train_reports(fit_n2n, spec=spec, dataset="natural", num_workers=1, use_gpu=use_gpu,
+                               cpus_per_worker=threads)
     return [m["images_per_s"] for m in rows], wall, sum(m["epoch_seconds"] for m in rows)
 
 

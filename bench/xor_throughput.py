@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "platform"))
@@ -63,33 +62,12 @@ def bare_loop(x, op, spec, threads, device):
 
 
 def ray_train(op, spec, dataset, threads, use_gpu):
-    import ray
-    from ray.train import UserCallback
+    from common import train_reports
 
-    from reconlab.sweep.runner import init_ray
     from reconlab.training.xor_unet import fit_xor_unet
 
-    class Collect(UserCallback):  # runs in the Train controller's process: hand over through a file
-        def __init__(self, path):
-            self.path = path
-
-        def after_report(self, run_context, metrics, checkpoint):
-            with open(self.path, "a") as f:
-                f.write(json.dumps(metrics[0]) + "\n")
-
-    init_ray()  # the platform's local runtime, as the jobs start it
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            log = os.path.join(tmp, "epochs.jsonl")
-            t = time.perf_counter()
-            r = fit_xor_unet(spec, op, dataset=dataset, num_workers=1, use_gpu=use_gpu, storage_path=tmp,
-                             name="bench", callbacks=[Collect(log)], cpus_per_worker=threads)
-            wall = time.perf_counter() - t
-            assert r.error is None, r.error
-            with open(log) as f:
-                rows = [json.loads(line) for line in f]
-    finally:
-        ray.shutdown()
+    rows, wall = train_reports(fit_xor_unet, spec=spec, op=op, dataset=dataset, num_workers=1, use_gpu=use_gpu,
+                               cpus_per_worker=threads)
     return [m["images_per_s"] for m in rows], wall, sum(m["epoch_seconds"] for m in rows)
 
 

@@ -26,3 +26,23 @@ def load_model_dir(path: str, device: str = "cpu"):
     state = torch.load(os.path.join(path, "state_dict.pt"), map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+_SHARED: dict = {}
+
+
+def shared_model(shared: dict, key: str, device: str):
+    """The model ``shared["models"][key]`` ((meta, state dict), as a sweep
+    hands them to its trials) built once per worker process (actors are
+    reused), keyed by its digest; frozen and in eval mode."""
+    from reconlab.models import build
+
+    k = (key, shared["digests"][key], str(device))
+    if k not in _SHARED:
+        meta, state = shared["models"][key]
+        m = build(meta["builder"], **meta["kwargs"])
+        m.load_state_dict(state)
+        for p in m.parameters():
+            p.requires_grad_(False)
+        _SHARED[k] = m.to(device).eval()
+    return _SHARED[k]

@@ -281,8 +281,6 @@ def denoiser_lines(rows: list[dict]) -> list[str]:
 
 def robustness_png(curves: list[dict]) -> bytes:
     """The classifier's accuracy along each curve, the report's points beside (x)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -31,6 +31,8 @@ import time
 
 import torch
 
+from reconlab.models.io import shared_model  # each shared model built once per worker process
+
 NOISE_ATTACKS = ("gaussian_pixels", "salt_and_pepper")
 CLASSIFIER_ATTACKS = (*NOISE_ATTACKS, "fgsm", "one_pixel_de", "one_pixel_random")
 DENOISER_ATTACKS = ("dag", "pgd")
@@ -123,22 +125,6 @@ class AdversarialTrialConfig:
         return self.popsize * (self.maxiter + 1)
 
 
-_MODELS: dict = {}
-
-
-def shared_model(shared: dict, key: str, device: str):
-    """Each shared model built once per worker process (actors are reused)."""
-    from reconlab.models import build
-
-    k = (key, shared["digests"][key], device)
-    if k not in _MODELS:
-        meta, state = shared["models"][key]
-        m = build(meta["builder"], **meta["kwargs"])
-        m.load_state_dict(state)
-        for p in m.parameters():
-            p.requires_grad_(False)
-        _MODELS[k] = m.to(device).eval()
-    return _MODELS[k]
 
 
 @torch.no_grad()

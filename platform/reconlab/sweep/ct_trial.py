@@ -39,6 +39,8 @@ from typing import Literal
 
 import torch
 
+from reconlab.models.io import shared_model  # each shared model built once per worker process
+
 METHODS = ("fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle", "pnp")
 UNTUNED = ("fbp", "sirt", "sirt_best")  # nothing to search: one trial per stratum
 CLASSIFIER_METHODS = ("hybrid", "hybrid_oracle")
@@ -154,24 +156,7 @@ class Scores:
         return {k: val for k, val in row.items() if not (isinstance(val, float) and math.isnan(val))}
 
 
-_MODELS: dict = {}
 DENOISER = "denoiser"  # its key among the shared models
-
-
-def shared_model(shared: dict, variant: str, device: str):
-    """Each shared model (a classifier variant, or the denoiser) built once
-    per worker process (actors are reused)."""
-    from reconlab.models import build
-
-    key = (variant, shared["digests"][variant], device)
-    if key not in _MODELS:
-        meta, state = shared["models"][variant]
-        m = build(meta["builder"], **meta["kwargs"])
-        m.load_state_dict(state)
-        for p in m.parameters():
-            p.requires_grad_(False)
-        _MODELS[key] = m.to(device).eval()
-    return _MODELS[key]
 
 
 def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:

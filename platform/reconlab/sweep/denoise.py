@@ -62,16 +62,12 @@ def main(argv=None) -> int:
     args = parse(argv)
     from reconlab.data import load_dataset
     from reconlab.sweep.denoise_trial import METRICS, DenoiseTrialConfig
-    from reconlab.sweep.runner import prepare
+    from reconlab.sweep.runner import fix_num_workers, prepare
     from reconlab.sweep.spec import load_spec
 
     spec, storage_dir, uri = prepare(args, load_spec(args.search_space, DenoiseTrialConfig, smoke=args.smoke_test,
                                                      metrics=METRICS))
-    if args.num_workers is not None:
-        if "num_workers" in spec.search:
-            raise InputError("--num-workers conflicts with a searched num_workers", key="--num-workers",
-                             value=args.num_workers)
-        spec = dataclasses.replace(spec, fixed={**spec.fixed, "num_workers": args.num_workers})
+    spec = fix_num_workers(args, spec)
     arms = arms_of(spec)
     ds = load_dataset(spec.dataset, args.data_root)
     check_data(ds, spec)

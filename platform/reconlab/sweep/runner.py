@@ -38,6 +38,19 @@ def prepare(args, spec):
     return spec, storage_dir, uri
 
 
+def fix_num_workers(args, spec):
+    """``--num-workers`` as a fixed trial value (for jobs whose trials each
+    train with Ray Train); an InputError if the sweep searches it."""
+    from reconlab.errors import InputError
+
+    if args.num_workers is None:
+        return spec
+    if "num_workers" in spec.search:
+        raise InputError("--num-workers conflicts with a searched num_workers", key="--num-workers",
+                         value=args.num_workers)
+    return dataclasses.replace(spec, fixed={**spec.fixed, "num_workers": args.num_workers})
+
+
 def open_store(args, spec, uri: str, storage_dir: str, experiment: str):
     """The tracking client, the experiment (artifacts under the storage
     directory or on the server) and, on --resume, the sweep to resume with

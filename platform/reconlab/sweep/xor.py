@@ -5,7 +5,6 @@ beside ours."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -66,17 +65,13 @@ def main(argv=None) -> int:
     args = parse(argv)
     from reconlab.data import load_dataset
     from reconlab.operators.xor_aes import KEY_ENV, XorAES
-    from reconlab.sweep.runner import prepare
+    from reconlab.sweep.runner import fix_num_workers, prepare
     from reconlab.sweep.spec import load_spec
     from reconlab.sweep.xor_trial import METRICS, XorTrialConfig
 
     spec, storage_dir, uri = prepare(args, load_spec(args.search_space, XorTrialConfig, smoke=args.smoke_test,
                                                      metrics=METRICS))
-    if args.num_workers is not None:
-        if "num_workers" in spec.search:
-            raise InputError("--num-workers conflicts with a searched num_workers", key="--num-workers",
-                             value=args.num_workers)
-        spec = dataclasses.replace(spec, fixed={**spec.fixed, "num_workers": args.num_workers})
+    spec = fix_num_workers(args, spec)
     modes_noises = settings(spec)
     if args.readme:
         readme.check(args.readme, README_NAME)

@@ -49,3 +49,21 @@ def worker_start(config: dict, spec_cls):
         torch.set_num_threads(config["threads"])
     ds = load_dataset(config["dataset"], config.get("data_root"))
     return spec, ctx.get_world_rank(), ctx.get_world_size(), ds
+
+
+def resume(model, opt) -> int:
+    """Load the run's latest Ray Train checkpoint (``state_dict.pt`` +
+    ``train_state.pt``) into ``model`` and ``opt``, so a retried or resumed
+    run continues instead of repeating epochs; returns the first epoch to run."""
+    import os
+
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return 0
+    with ckpt.as_directory() as d:
+        model.load_state_dict(torch.load(os.path.join(d, "state_dict.pt"), weights_only=True))
+        state = torch.load(os.path.join(d, "train_state.pt"), weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        return int(state["epoch"]) + 1

@@ -247,20 +247,13 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     from reconlab.models import build, save_model_dir
-    from reconlab.training.launch import worker_start
+    from reconlab.training.launch import resume, worker_start
 
     spec, rank, world, ds = worker_start(config, N2NSpec)
     eval_seed = config.get("eval_seed", 0)
     model = build(spec.builder, **spec.model_kwargs())
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, betas=(0.9, 0.99))
-    start = 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:  # a retried run continues, it does not repeat epochs
-        with ckpt.as_directory() as d:
-            model.load_state_dict(torch.load(os.path.join(d, "state_dict.pt"), weights_only=True))
-            state = torch.load(os.path.join(d, "train_state.pt"), weights_only=True)
-            opt.load_state_dict(state["optimizer"])
-            start = int(state["epoch"]) + 1
+    start = resume(model, opt)  # a retried or resumed run continues, it does not repeat epochs
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     inner = getattr(model, "module", model)

@@ -242,6 +242,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     from reconlab.data import load_dataset
     from reconlab.models import build, save_model_dir
+    from reconlab.training.launch import resume
 
     spec = XorTrainSpec(**config["spec"])
     op: XorAES = config["operator"]
@@ -263,14 +264,7 @@ def train_loop_per_worker(config: dict) -> None:
         x_test = ds.x_test
     model = build(spec.builder, **spec.model_kwargs())
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
-    start = 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:  # a retried or resumed run continues, it does not repeat epochs
-        with ckpt.as_directory() as d:
-            model.load_state_dict(torch.load(os.path.join(d, "state_dict.pt"), weights_only=True))
-            state = torch.load(os.path.join(d, "train_state.pt"), weights_only=True)
-            opt.load_state_dict(state["optimizer"])
-            start = int(state["epoch"]) + 1
+    start = resume(model, opt)  # a retried or resumed run continues, it does not repeat epochs
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     decoder = None
