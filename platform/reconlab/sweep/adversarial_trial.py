@@ -185,7 +185,7 @@ def attack_denoiser(cfg: AdversarialTrialConfig, p: Point, model, clean: torch.T
         with torch.no_grad():
             return torch.cat([model(z[i:i + 128]) for i in range(0, len(z), 128)]).clamp(0, 1)
 
-    noisy = noisy.clamp(0, 1)
+    noisy, target = noisy.clamp(0, 1), target.clamp(0, 1)  # images in [0, 1], as the report's
     advs = []
     for i in range(0, len(noisy), 128):
         nb = noisy[i:i + 128]
