@@ -1,5 +1,6 @@
-"""jobs/denoise_sweep.py end to end: real Ray (Train inside Tune), real
-MLflow, every arm kind of the smoke space. The pieces are in test_n2n.py."""
+"""jobs/denoise_sweep.py end to end: real Ray (Train with two DDP workers
+inside each Tune trial), real MLflow, every arm kind of the smoke space.
+The pieces are in test_n2n.py."""
 
 import pytest
 
@@ -24,7 +25,8 @@ def test_smoke_denoise_sweep_arms_findings_and_trials(tmp_path):
     assert sorted(t.data.params["arm"] for t in runs["trial"]) == sorted(
         ["gaussian/l2/noisy", "gaussian/l2/clean", "gaussian/l2/clean/pgd"])
     for t in runs["trial"]:
-        assert t.info.status == "FINISHED" and t.data.params["seed"] == "0"
+        assert t.info.status == "FINISHED" and t.data.params["seed"] == "0" and t.data.params["num_workers"] == "2"
+        assert [m.step for m in c.get_metric_history(t.info.run_id, "test_psnr")] == [1, 2]  # every epoch
         assert {"objective", "test_psnr", "test_noisy_psnr", "pgd_psnr_4", "images_per_s"} <= set(t.data.metrics)
         arts = {a.path for a in c.list_artifacts(t.info.run_id)}
         assert {"examples_clean_noisy_denoised.png", "per_image.csv", "model"} <= arts

@@ -63,26 +63,3 @@ def load_model_state_keys():
 
     return build("classifier_small").state_dict().keys()
 
-
-def test_a_noise2noise_denoiser_trains_on_two_ddp_workers(ray_local, tmp_path):
-    """The N2N family's Ray Train loop over 2 workers (DDP, gloo): every
-    epoch reports, the last checkpoint holds the model and the per-image
-    clean and PGD scores the sweep pairs."""
-    import os
-
-    import torch
-
-    from reconlab.training.n2n import RESULT, N2NSpec, fit_n2n
-
-    spec = N2NSpec(width=4, levels=1, epochs=2, epoch_images=64, batch_size=8, eval_images=8, attack_steps=1)
-    r = fit_n2n(spec, num_workers=2, use_gpu=False, storage_path=str(tmp_path), name="n2n2", cpus_per_worker=1)
-    assert r.error is None
-    assert r.metrics["step"] == 2 and r.metrics["psnr_gain"] == pytest.approx(
-        r.metrics["test_psnr"] - r.metrics["test_noisy_psnr"])
-    assert {"pgd_psnr_2", "pgd_psnr_4", "pgd_psnr_8", "images_per_s"} <= set(r.metrics)
-    with r.checkpoint.as_directory() as d:
-        model = load_model_dir(d)
-        res = torch.load(os.path.join(d, RESULT), weights_only=True)
-    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
-    assert res["per_image"]["psnr"].shape == (8,) and set(res["pgd"]) == {"2", "4", "8"}
-    assert res["per_image"]["psnr"].mean().item() == pytest.approx(r.metrics["test_psnr"], abs=1e-4)
