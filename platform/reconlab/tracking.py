@@ -295,6 +295,19 @@ def params_of(values: dict[str, Any]):
     return [Param(k, str(v)[:6000]) for k, v in sorted(values.items()) if not isinstance(v, (dict, list, bytes))]
 
 
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (tight layout); the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def png_bytes(images, nrow: int) -> bytes:
     """(n, c, h, w) tensor in [0, 1] -> PNG of a grid with ``nrow`` images per row."""
     import numpy as np

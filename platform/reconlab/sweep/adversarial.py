@@ -303,7 +303,8 @@ def robustness_png(curves: list[dict]) -> bytes:
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1.02)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle("The report's classifier under noise and attacks (report: MNIST; drops drawn from our clean accuracy)")
     return _png(fig)
 
@@ -352,15 +353,9 @@ def pgd_png(rows: list[dict]) -> bytes | None:
 
 
 def _png(fig) -> bytes:
-    import io
+    from reconlab.tracking import figure_png
 
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def finish_parent(parent, out: dict, grid) -> None:

@@ -256,7 +256,6 @@ ROW_COLUMNS = ["noise", "angles", "method", "trials", "psnr", "ssim", "mse", "ps
 def figure_5_1(rows: list[dict], noise: str) -> bytes:
     """The thesis's Figure 5.1 redrawn: MSE, PSNR and SSIM against the number
     of angles, a line per method (test means)."""
-    import io
 
     import matplotlib
 
@@ -278,11 +277,9 @@ def figure_5_1(rows: list[dict], noise: str) -> bytes:
     axes[0].set_yscale("log")
     axes[1].legend(fontsize=7)
     fig.suptitle(f"SIRT vs the hybrid over the number of angles (noise: {noise}); thesis Figure 5.1 redrawn")
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    from reconlab.tracking import figure_png
+
+    return figure_png(fig)
 
 
 def reconstructions_png(results: dict, noise: str, n: int = 4) -> bytes | None:

@@ -157,7 +157,6 @@ COMPRESSION_COLUMNS = ["image", "k", "depth", "weights", "compression_factor", "
 
 def rate_distortion_png(rows: list[dict]) -> bytes:
     """PSNR against the compression factor, a line per method and image."""
-    import io
 
     import matplotlib
 
@@ -175,11 +174,9 @@ def rate_distortion_png(rows: list[dict]) -> bytes:
     ax.set_ylabel("PSNR (dB)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    from reconlab.tracking import figure_png
+
+    return figure_png(fig)
 
 
 def finish_parent(parent, out: dict, grid) -> None:

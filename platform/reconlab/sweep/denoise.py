@@ -194,7 +194,6 @@ def defence_lines(arm: str, defended: dict, plain_arm: str, plain: dict) -> list
 
 def pgd_curves_png(best: dict) -> bytes:
     """PSNR of the denoised output against the PGD budget, a line per arm (eps 0: no attack)."""
-    import io
 
     import matplotlib
 
@@ -210,11 +209,9 @@ def pgd_curves_png(best: dict) -> bytes:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Denoisers under PGD (maximising the error against the clean image)")
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    from reconlab.tracking import figure_png
+
+    return figure_png(fig)
 
 
 def finish_parent(parent, out: dict, grid) -> None:
