@@ -256,7 +256,6 @@ ROW_COLUMNS = ["noise", "angles", "method", "trials", "psnr", "ssim", "mse", "ps
 def figure_5_1(rows: list[dict], noise: str) -> bytes:
     """The thesis's Figure 5.1 redrawn: MSE, PSNR and SSIM against the number
     of angles, a line per method (test means)."""
-
     import matplotlib
 
     matplotlib.use("Agg")

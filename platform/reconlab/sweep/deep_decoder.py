@@ -157,7 +157,6 @@ COMPRESSION_COLUMNS = ["image", "k", "depth", "weights", "compression_factor", "
 
 def rate_distortion_png(rows: list[dict]) -> bytes:
     """PSNR against the compression factor, a line per method and image."""
-
     import matplotlib
 
     matplotlib.use("Agg")

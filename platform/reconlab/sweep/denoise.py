@@ -194,7 +194,6 @@ def defence_lines(arm: str, defended: dict, plain_arm: str, plain: dict) -> list
 
 def pgd_curves_png(best: dict) -> bytes:
     """PSNR of the denoised output against the PGD budget, a line per arm (eps 0: no attack)."""
-
     import matplotlib
 
     matplotlib.use("Agg")
