@@ -59,6 +59,10 @@ def test_noise_points_run_paired_seeds_on_the_same_images(shared):
     assert result["correct"].shape == (3, 50) and result["clean"].shape == (50,)
     assert not torch.equal(result["correct"][0], result["correct"][1]) or final["damage"] == 0
     assert final["accuracy"] == pytest.approx(result["correct"].mean().item())
+    from reconlab.sweep.adversarial_trial import files_of
+
+    assert result["examples"].shape == (2, 8, 1, 28, 28) and (result["examples"][1] != result["examples"][0]).any()
+    assert files_of(result)["examples_clean_attacked.png"].startswith(b"\x89PNG")
     again, _ = run_trial({"point": "salt_and_pepper 0.3", "images": 50, "repeats": 3}, shared)
     assert again["accuracy"] == final["accuracy"]  # seeded
     heavy, _ = run_trial({"point": "gaussian_pixels 0.6", "images": 50, "repeats": 3}, shared)
@@ -88,7 +92,7 @@ def test_dag_and_pgd_on_a_denoiser(shared):
     dag, r = run_trial({"point": "dag gaussian", "iterations": 5, "gamma": 0.1}, shared)
     assert r["ratio"].shape == (16,) and dag["damage"] == pytest.approx(dag["mean_ratio"] - 1)
     assert r["linf"].max() <= 1 and 0 <= dag["share_in_band"] <= 1
-    assert r["examples"].shape[:2] == (5, 6)
+    assert r["examples"].shape[:2] == (5, 8)
     assert torch.allclose(r["ratio"], r["psnr_denoised"] / r["psnr_attacked"])
     from reconlab.sweep.adversarial_trial import files_of
 

@@ -28,4 +28,5 @@ def test_smoke_adversarial_sweep_curves_verdicts_and_trials(tmp_path):
                             + ["dag gaussian", "pgd gaussian 4"])
     for t in runs["trial"]:
         assert t.info.status == "FINISHED" and "damage" in t.data.metrics
-        assert "per_image.csv" in {a.path for a in c.list_artifacts(t.info.run_id)}
+        arts = {a.path for a in c.list_artifacts(t.info.run_id)}
+        assert "per_image.csv" in arts and any(a.startswith("examples_") and a.endswith(".png") for a in arts)

@@ -43,6 +43,7 @@ METRICS = ("damage", "accuracy", "clean_accuracy", "success_rate", "queries", "m
            "linf", "l2", "psnr_denoised", "psnr_attacked", "psnr_drop", "seconds")
 RESULT = "result.pt"
 BAND = (0.95, 1.05)  # the report's "unchanged" ratios
+EXAMPLES = 8  # images shown per trial
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +139,7 @@ def attack_classifier(cfg: AdversarialTrialConfig, p: Point, model, x, y) -> tup
     from reconlab.operators.noise import PixelReplacement, SaltAndPepper
 
     clean = _correct(model, x, y)
-    rows, queries = [], []
+    rows, queries, adv = [], [], x
     seeds = [cfg.seed] if p.attack == "fgsm" else [cfg.seed + r for r in range(cfg.repeats)]
     for s in seeds:
         if p.attack == "fgsm":
@@ -146,7 +147,8 @@ def attack_classifier(cfg: AdversarialTrialConfig, p: Point, model, x, y) -> tup
             rows.append(_correct(model, adv, y))
         elif p.attack in NOISE_ATTACKS:
             noise = (PixelReplacement if p.attack == "gaussian_pixels" else SaltAndPepper)(p.level, seed=s)
-            rows.append(_correct(model, noise(x), y))
+            adv = noise(x)
+            rows.append(_correct(model, adv, y))
         else:  # one-pixel: attack the correctly classified images only
             idx = clean.nonzero().flatten()
             ok = clean.clone()
@@ -160,6 +162,8 @@ def attack_classifier(cfg: AdversarialTrialConfig, p: Point, model, x, y) -> tup
                                          batch=cfg.popsize, seed=s)
                 ok[idx] = ~r.success.to(ok.device)
                 used[idx] = r.queries.float()
+                adv = x.clone()
+                adv[idx] = r.adversarial
             rows.append(ok)
             queries.append(used)
     correct = torch.stack(rows).float().cpu()  # (seeds, images)
@@ -172,7 +176,8 @@ def attack_classifier(cfg: AdversarialTrialConfig, p: Point, model, x, y) -> tup
     if queries:
         q = torch.stack(queries)
         final["queries"] = q[:, clean.cpu()].mean().item() if n_clean else 0.0
-    return final, {"correct": correct, "clean": clean.float().cpu()}
+    k = min(EXAMPLES, len(x))  # the last seed's attacked images beside the clean ones
+    return final, {"correct": correct, "clean": clean.float().cpu(), "examples": torch.stack([x[:k], adv[:k]]).cpu()}
 
 
 def attack_denoiser(cfg: AdversarialTrialConfig, p: Point, model, clean: torch.Tensor, noisy: torch.Tensor,
@@ -205,7 +210,7 @@ def attack_denoiser(cfg: AdversarialTrialConfig, p: Point, model, clean: torch.T
     final["mean_ratio"] = per["ratio"].mean().item()
     final["share_in_band"] = ((per["ratio"] >= BAND[0]) & (per["ratio"] <= BAND[1])).float().mean().item()
     final["damage"] = final["mean_ratio"] - 1 if p.attack == "dag" else final["psnr_drop"]
-    k = min(6, len(adv))
+    k = min(EXAMPLES, len(adv))
     examples = torch.stack([noisy[:k], adv[:k], den(noisy[:k]), den(adv[:k]),
                             ((adv[:k] - noisy[:k]) * 0.5 / max(final["linf"], 1e-8) + 0.5).clamp(0, 1)])
     return final, {**per, "examples": examples.cpu()}
@@ -260,14 +265,15 @@ def load_result(path: str) -> dict:
 
 
 def files_of(result: dict) -> dict[str, bytes]:
-    """A denoiser attack's examples (rows: noisy, adversarial, both denoised,
-    the perturbation scaled to [0, 1]) and every trial's per-image results."""
+    """The examples (a classifier attack's rows: clean, attacked; a denoiser
+    attack's: noisy, adversarial, both denoised, the perturbation scaled to
+    [0, 1]) and the per-image results."""
     from reconlab.tracking import png_bytes
 
-    out = {}
-    if "examples" in result:
-        ex = result["examples"]
-        out["examples_noisy_adv_denoised_denoisedadv_perturbation.png"] = png_bytes(ex.flatten(0, 1), nrow=ex.shape[1])
+    ex = result["examples"]
+    name = ("examples_clean_attacked.png" if "correct" in result
+            else "examples_noisy_adv_denoised_denoisedadv_perturbation.png")
+    out = {name: png_bytes(ex.flatten(0, 1), nrow=ex.shape[1])}
     per = {k: v for k, v in result.items() if k != "examples" and v.dim() == 1}
     if "correct" in result:  # (seeds, images)
         per = {f"correct_seed{i}": row for i, row in enumerate(result["correct"])} | {"clean": result["clean"]}
