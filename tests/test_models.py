@@ -36,3 +36,9 @@ def test_dncnn_is_residual_and_keeps_the_shape():
 def test_unknown_builder_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown model builder"):
         build("resnet9000")
+
+
+def test_a_long_classifier_fit_reports_every_kth_epoch():
+    from reconlab.training.classifier import report_every
+
+    assert [report_every(n) for n in (1, 12, 25, 26, 200)] == [1, 1, 1, 2, 8]

@@ -104,6 +104,14 @@ def train_epoch(model, opt, x, y, spec: TrainSpec, epoch: int, rank: int, world:
     return total / max(count, 1)
 
 
+MAX_REPORTS = 25  # a Ray Train report costs ~2 s on 2 cores: a long fit of short epochs reports every k-th
+
+
+def report_every(epochs: int) -> int:
+    """Report every k-th epoch (and the last), at most ~MAX_REPORTS reports a fit."""
+    return max(1, -(-epochs // MAX_REPORTS))
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
@@ -118,12 +126,15 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     opt = make_optimizer(spec, model.parameters())
     x_test, y_test = ds.x_test.to(device), ds.y_test.to(device)
+    every = report_every(spec.epochs)
     for epoch in range(spec.epochs):
         loss = train_epoch(model, opt, ds.x_train, ds.y_train, spec, epoch, rank, world, device)
         if not torch.isfinite(torch.tensor(loss)):
             raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
-        metrics = {"epoch": epoch, "train_loss": loss, "test_acc": accuracy(model, x_test, y_test)}
         last = epoch == spec.epochs - 1
+        if not last and (epoch + 1) % every:
+            continue
+        metrics = {"epoch": epoch, "train_loss": loss, "test_acc": accuracy(model, x_test, y_test)}
         if last and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 save_model_dir(tmp, getattr(model, "module", model), spec)
