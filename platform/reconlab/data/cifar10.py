@@ -12,7 +12,7 @@ rebuilding a numpy array needs and refuses every other one (``os.system``,
 
 from __future__ import annotations
 
-import importlib
+import codecs
 import os
 import pickle
 import re
@@ -27,29 +27,24 @@ SIZE = 32
 IMAGE_VALUES = 3 * SIZE * SIZE
 _BATCH = re.compile(r"data_batch_(\d+)$")
 
-# (module, name) -> (module actually imported, attribute). numpy 2 moved
-# numpy.core to numpy._core; the official files (pickled by numpy 1 under
-# Python 2) name numpy.core, files written today name numpy._core.
+# (module, name) -> the object it stands for, resolved here once (no import by
+# name from the file). numpy 2 moved numpy.core to numpy._core; the official
+# files (pickled by numpy 1 under Python 2) name numpy.core, files written
+# today name numpy._core.
+try:
+    from numpy._core import multiarray as _multiarray, numeric as _numeric
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray as _multiarray, numeric as _numeric
+
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),  # protocol 5
-    ("numpy._core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
-    ("numpy", "ndarray"): ("numpy", "ndarray"),
-    ("numpy", "dtype"): ("numpy", "dtype"),
-    ("_codecs", "encode"): ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,  # protocol 5
+    ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
 }
-
-
-def _resolve(module: str, name: str):
-    if module in ("multiarray", "numeric"):
-        try:
-            mod = importlib.import_module(f"numpy._core.{module}")
-        except ImportError:  # numpy < 2
-            mod = importlib.import_module(f"numpy.core.{module}")
-    else:
-        mod = importlib.import_module(module)
-    return getattr(mod, name)
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -64,7 +59,7 @@ class _BatchUnpickler(pickle.Unpickler):
         if target is None:
             raise DataError("refusing to unpickle a global that a CIFAR-10 batch does not need",
                             source=self.path, key="global", value=f"{module}.{name}")
-        return _resolve(*target)
+        return target
 
 
 def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
