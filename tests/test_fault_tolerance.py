@@ -219,3 +219,65 @@ def test_diverging_trials_end_failed_with_the_reason_and_the_searcher_learns(tmp
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{sweep.tune_dir}/optuna.db")
     told = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert all(told[t].state == optuna.trial.TrialState.COMPLETE and told[t].value == -1e3 for t in failed)
+
+
+def test_a_trial_whose_named_checkpoint_was_deleted_restores_from_the_newest_left(tmp_path):
+    """The race behind a lost trial after a driver kill, made deterministic:
+    Tune's saved state names a checkpoint that is gone (``num_to_keep``
+    deleted it before the state reached storage) while a later one of the
+    same trial exists. The sweep's trainable (``RestoreFromNewest`` mixed in,
+    as ``run_tuner`` does) restores from that later one and finishes; plain
+    Tune fails the trial "as it does not exist on storage anymore"."""
+    import json
+    import shutil
+    import tempfile
+
+    import ray
+    from ray import tune
+
+    from reconlab.sweep.restore import RestoreFromNewest, newest_checkpoint
+
+    def trainable(config):
+        ckpt, start = tune.get_checkpoint(), 0
+        if ckpt is not None:
+            with ckpt.as_directory() as d, open(os.path.join(d, "step.json")) as f:
+                start = json.load(f)["step"] + 1
+        for step in range(start, 6):
+            if step == 4 and ckpt is None:
+                raise RuntimeError("the first attempt stops here")
+            with tempfile.TemporaryDirectory() as d:
+                with open(os.path.join(d, "step.json"), "w") as f:
+                    json.dump({"step": step}, f)
+                tune.report({"step": step, "resumed_at": start}, checkpoint=tune.Checkpoint.from_directory(d))
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        results = {}
+        for mixin in (False, True):
+            fn = tune.with_parameters(trainable)
+            if mixin:
+                fn.__mixins__ = (RestoreFromNewest,)
+            run = tune.RunConfig(name=f"mixin-{mixin}", storage_path=str(tmp_path), verbose=0,
+                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None))
+            grid = tune.Tuner(fn, run_config=run).fit()
+            assert grid[0].error is not None  # the first attempt failed after checkpoint_000003
+            trial_dir = grid[0].path
+            # the state names checkpoint_000003; make it gone, with a later state of the trial left
+            shutil.move(os.path.join(trial_dir, "checkpoint_000003"), os.path.join(trial_dir, "checkpoint_000007"))
+            grid = tune.Tuner.restore(os.path.join(str(tmp_path), f"mixin-{mixin}"), trainable=fn,
+                                      resume_errored=True).fit()
+            results[mixin] = grid[0]
+        assert "does not exist on storage anymore" in str(results[False].error)
+        assert results[True].error is None, results[True].error
+        assert results[True].metrics["step"] == 5 and results[True].metrics["resumed_at"] == 4
+    finally:
+        ray.shutdown()
+
+    import pyarrow.fs
+
+    fs = pyarrow.fs.LocalFileSystem()
+    for n in (2, 11, 100):
+        (tmp_path / "t" / f"checkpoint_{n:06d}").mkdir(parents=True)
+    (tmp_path / "t" / "checkpoint_999999.txt").write_text("not a directory")
+    assert newest_checkpoint(fs, str(tmp_path / "t")).endswith("checkpoint_000100")
+    assert newest_checkpoint(fs, str(tmp_path / "nothing-here")) is None

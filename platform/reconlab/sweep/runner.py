@@ -275,6 +275,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
+    from reconlab.sweep.restore import RestoreFromNewest
     from reconlab.sweep.searcher import make_searcher
 
     if flush_timeout_s is None:  # how long the end of a sweep waits for an absent store
@@ -290,6 +291,8 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     resources = {"cpu": res.cpu, "gpu": res.gpu}
     if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
         resources["memory"] = 1 << 20
+    # a checkpoint deleted before Tune's saved state caught up is not a lost trial
+    trainable.__mixins__ = (RestoreFromNewest,)
     trainable = tune.with_resources(trainable, resources)
     spool = Spool(sweep.spool_path, uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts, lock=sweep.lock)
     sweep.lock = None  # the spool holds it now, and releases it on close
