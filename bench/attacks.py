@@ -1,8 +1,8 @@
 """Attack speed (issue 13), each against its baseline in the same run:
 
-1. FGSM over 6 eps in one batched pass (one backward, one forward over the
-   6 x b images) against one eps at a time (6 backward and 6 forward
-   passes): images x eps per second (goal >= 3x).
+1. FGSM over 6 eps in one batched pass (one backward over the b images,
+   then a forward pass per eps) against one eps at a time (6 backward and 6
+   forward passes): images x eps per second (goal >= 3x).
 2. The one-pixel attack's differential evolution: the batched torch DE
    (a generation is one forward pass) against scipy's
    ``differential_evolution`` on the same model with ``vectorized=True``
