@@ -83,6 +83,44 @@ def test_stratifying_every_searched_parameter_is_a_grid():
     assert s.suggest("t4") == "FINISHED"
 
 
+def test_paired_strata_draw_the_same_settings_and_unpaired_ones_do_not(tmp_path):
+    """``paired: true``: every arm's study has the same seed, so its random
+    start-up trials try the same learning rates (arms compared at the same
+    settings); without it each arm draws its own. ``paired`` needs strata."""
+    from reconlab.sweep.denoise_trial import METRICS as DENOISE_METRICS
+    from reconlab.sweep.denoise_trial import DenoiseTrialConfig
+    from reconlab.sweep.searcher import make_searcher
+
+    text = """
+        name: d
+        metric: objective
+        num_samples: 2
+        stratify: arm
+        {paired}
+        resources_per_trial: {{cpu: 0, gpu: 0}}
+        search:
+          arm: {{type: choice, values: [impulse_n2n/l0/noisy, impulse_n2n/l2/noisy]}}
+          lr: {{type: loguniform, low: 0.0003, high: 0.003}}
+        """
+    lrs = {}
+    for paired in ("paired: true", ""):
+        s = load_spec(write(tmp_path, text.format(paired=paired)), DenoiseTrialConfig, metrics=DENOISE_METRICS)
+        searcher = make_searcher(s)
+        cfgs = [searcher.suggest(f"t{i}") for i in range(4)]
+        lrs[paired] = {arm: [c["lr"] for c in cfgs if c["arm"] == arm] for arm in s.strata()}
+    l0, l2 = lrs["paired: true"].values()
+    assert l0 == l2 and len(set(l0)) == 2
+    l0, l2 = lrs[""].values()
+    assert set(l0).isdisjoint(l2)
+    with pytest.raises(ConfigError, match="key 'paired' = True"):
+        load_spec(write(tmp_path, """
+            name: d
+            metric: objective
+            paired: true
+            search: {lr: {type: loguniform, low: 0.0003, high: 0.003}}
+            """), DenoiseTrialConfig, metrics=DENOISE_METRICS)
+
+
 def test_stratify_over_several_choices_gives_each_combination_its_own_study(tmp_path):
     """Table I needs one study per (mode, noise): the product of the choices,
     each suggested num_samples times, with both keys set."""

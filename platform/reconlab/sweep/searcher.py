@@ -153,10 +153,13 @@ def optuna_search(space: dict, metric: str, mode: str, seed: int, storage: str |
 class StratifiedSearch(Searcher):
     """One searcher per value of ``key`` (or per combination of the values of
     several keys); suggestions alternate between them. ``per_stratum``: the
-    trials of each stratum (one number, or one per value)."""
+    trials of each stratum (one number, or one per value). ``paired``: the
+    studies share ``seed``, so each stratum's random start-up draws are the
+    same configurations (common random numbers: arms compared at the same
+    settings); otherwise stratum i is seeded ``seed + i``."""
 
     def __init__(self, key: str | list[str], values: list, space: dict, metric: str, mode: str, seed: int,
-                 per_stratum: int | list[int] | tuple[int, ...], storage: str | None = None):
+                 per_stratum: int | list[int] | tuple[int, ...], storage: str | None = None, paired: bool = False):
         super().__init__(metric=metric, mode=mode)
         self.single = isinstance(key, str)
         self.keys = [key] if self.single else list(key)
@@ -166,7 +169,7 @@ class StratifiedSearch(Searcher):
         rest = {k: v for k, v in space.items() if k not in self.keys}
         # nothing left to search (every parameter stratifies, e.g. a grid of
         # image x width): each stratum's trials are its fixed values
-        self.inner = {v: optuna_search(rest, metric, mode, seed + i, storage, f"stratum-{i}")
+        self.inner = {v: optuna_search(rest, metric, mode, seed + (0 if paired else i), storage, f"stratum-{i}")
                       for i, v in enumerate(self.values)} if rest else {}
         self.count = {v: 0 for v in self.values}
         self.owner: dict[str, object] = {}
@@ -212,5 +215,5 @@ def make_searcher(spec, storage: str | None = None):
     """The searcher for a validated ``SweepSpec``; ``storage``: SQLite file for its studies."""
     if spec.stratify:
         return StratifiedSearch(spec.stratify, spec.strata(), spec.search, spec.metric, spec.mode, spec.seed,
-                                spec.stratum_budgets(), storage)
+                                spec.stratum_budgets(), storage, paired=spec.paired)
     return optuna_search(spec.search, spec.metric, spec.mode, spec.seed, storage, "sweep")

@@ -6,6 +6,8 @@
     num_samples: 12              # trials (per stratum when ``stratify`` is set)
     stratify: variant            # one seeded TPE study per value of this choice
                                  # (a list of choices: one per combination)
+    paired: false                # true: every stratum's study has the same seed, so
+                                 # their random start-up draws are the same settings
     seed: 0
     scheduler: {grace_period: 2, reduction_factor: 3}
     resources_per_trial: {cpu: 1, gpu: 0}
@@ -81,6 +83,9 @@ class SweepSpec:
     mode: Literal["max", "min"] = "max"
     num_samples: int = 8
     stratify: str | list[str] | None = None
+    # the strata's studies share one seed: their random start-up draws are the
+    # same configurations, so strata (arms) are compared at the same settings
+    paired: bool = False
     seed: int = 0
     dataset: str = "digits"
     scheduler: SchedulerSpec = SchedulerSpec()
@@ -341,6 +346,9 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
             k not in search or search[k]["type"] != "choice" for k in keys)):
         raise ConfigError("stratify must name 'choice' parameters under search (distinct)", source=path,
                           key="stratify", value=spec.stratify)
+    if spec.paired and spec.stratify is None:
+        raise ConfigError("paired pairs the strata's draws: it needs stratify", source=path, key="paired",
+                          value=spec.paired)
     spec = dataclasses.replace(spec, fixed=fixed, search=search)
     per = getattr(trial_cls, "samples_per_stratum", None)
     if keys and per is not None:
