@@ -1,10 +1,14 @@
 """jobs/inversion_sweep.py end to end: a real local Ray runtime and a real
 MLflow SQLite store, as `make run --smoke-test` would use them."""
 
+import os
+import subprocess
 
 import pytest
 
 from jobutil import run_job, runs_by_kind
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +35,21 @@ def test_smoke_run_leaves_one_run_per_trial_with_full_history(smoke_store):
     assert {"summary.md", "summary.csv", "search_space.json"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
     assert {"best_sgd", "best_adam", "best_adam_fgsm"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}
     assert parent.data.params["seed"] == "0"
+    # MLflow's conventions: the job and its commit, the dataset (name, digest), a model-training experiment
+    assert parent.data.tags["mlflow.source.name"] == "jobs/inversion_sweep.py"
+    if os.path.isdir(os.path.join(REPO, ".git")):
+        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert parent.data.tags["mlflow.source.git.commit"] == commit.strip()
+    (ds,) = parent.inputs.dataset_inputs
+    assert ds.dataset.name == "digits" and parent.data.params["data_fingerprint"].startswith(ds.dataset.digest)
+    assert c.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     trials = runs["trial"]
     assert len(trials) == 6 and len({t.data.tags["reconlab.trial_id"] for t in trials}) == 6
     for t in trials:
         assert t.info.status == "FINISHED"
         assert t.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert t.data.tags["mlflow.source.name"] == "jobs/inversion_sweep.py"
+        assert [i.dataset.digest for i in t.inputs.dataset_inputs] == [ds.dataset.digest]
         assert {"lr", "optimizer", "variant", "steps", "seed"} <= set(t.data.params)
         steps = [m.step for m in c.get_metric_history(t.info.run_id, "verifier_acc")]
         every = int(t.data.params["report_every"])

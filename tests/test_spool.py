@@ -394,3 +394,32 @@ def test_a_parent_artifact_line_cannot_name_a_file_outside_the_spool(sweep):
     assert spool.read_lines(str(path))[1:] == [None, None]
     assert reconlab("sync", str(path)).returncode == 0
     assert c.list_artifacts(parent) == []
+
+
+def test_trial_runs_repeat_the_sweep_run_s_source_and_dataset_and_the_experiment_opens_on_runs(sweep):
+    """MLflow's conventions, so its UI shows what researchers look for: the
+    experiment is a model-training one (MLflow 3 opens it on its runs, not on
+    GenAI traces); every trial run carries its sweep run's source (the job,
+    the git commit) and dataset input (name, digest)."""
+    d, uri, c, exp, parent = sweep
+    assert c.get_experiment(exp).tags[tracking.EXPERIMENT_KIND[0]] == "custom_model_development"
+    source = tracking.source_tags(os.path.join(os.path.dirname(os.path.dirname(__file__)), "jobs",
+                                               "inversion_sweep.py"))
+    assert source[tracking.TAG_SOURCE_NAME] == "jobs/inversion_sweep.py"
+    for k, v in source.items():
+        c.set_tag(parent, k, v)
+    c.log_inputs(parent, datasets=[tracking.dataset_input("digits", "0123456789abcdef" * 4)])
+    write_undelivered(d / spool.SPOOL_FILE, uri, exp, parent)
+    assert spool.sync(str(d / spool.SPOOL_FILE), uri) == (11, 0)
+    runs = trial_runs(c, exp, parent)
+    assert len(runs) == 2
+    for r in runs.values():
+        assert {k: r.data.tags.get(k) for k in source} == source
+        (ds,) = r.inputs.dataset_inputs
+        assert (ds.dataset.name, ds.dataset.digest) == ("digits", ("0123456789abcdef" * 4)[:36])
+        assert [(t.key, t.value) for t in ds.tags] == [("mlflow.data.context", "training")]
+    # an experiment made before the tag existed gets it when a job next opens it
+    old = c.create_experiment("old", artifact_location=str(d / "old"))
+    assert tracking.EXPERIMENT_KIND[0] not in c.get_experiment(old).tags
+    assert tracking.experiment_id(c, "old", storage_dir=str(d), uri=uri) == old
+    assert c.get_experiment(old).tags[tracking.EXPERIMENT_KIND[0]] == "custom_model_development"

@@ -283,6 +283,7 @@ class Spool:
         self.errors: list[str] = []
         self.waiting_since: float | None = None  # set while the tracking store is unreachable
         self._client = None
+        self._parent_info: tuple[dict, list] | None = None  # see _from_parent
         self._saved_done = self.done
         self._done_lock = threading.Lock()
         self._parent_files = len([f for f in os.listdir(self._parent_dir())] if os.path.isdir(self._parent_dir())
@@ -557,10 +558,13 @@ class Spool:
         if found:
             run_id = found[0].info.run_id
         else:
+            source, datasets = self._from_parent()
             run = c.create_run(self.exp_id, run_name=op.get("name") or tid, tags={
-                tracking.TAG_PARENT: self.parent, tracking.TAG_TRIAL: tid,
+                **source, tracking.TAG_PARENT: self.parent, tracking.TAG_TRIAL: tid,
                 "reconlab.trainable": op.get("trainable", "")})
             run_id = run.info.run_id
+            if datasets:
+                c.log_inputs(run_id, datasets=datasets)
             self.created.add(run_id)  # new, RUNNING and without points: nothing to ask the store
             self.last_step.setdefault(run_id, -1)
         from mlflow.entities import Param
@@ -570,6 +574,15 @@ class Spool:
         self._params_due[run_id] = [Param(k, v) for k, v in (op.get("params") or {}).items()]
         self.run_ids[tid] = run_id
         return run_id
+
+    def _from_parent(self) -> tuple[dict, list]:
+        """The source tags (job, git commit) and dataset inputs of the sweep's
+        run, which every trial run repeats: asked once per process."""
+        if self._parent_info is None:
+            p = self.client.get_run(self.parent)
+            self._parent_info = ({k: v for k, v in p.data.tags.items() if k in tracking.SOURCE_TAGS},
+                                 list(p.inputs.dataset_inputs) if p.inputs else [])
+        return self._parent_info
 
     def _last_step(self, run_id: str) -> int:
         """The highest step the run holds (asked once per run and process)."""

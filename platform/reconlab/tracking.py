@@ -32,6 +32,12 @@ TAG_VARIANT = "reconlab.variant"
 TAG_SPEC = "reconlab.spec_digest"
 TAG_DATA = "reconlab.data_fingerprint"
 TAG_PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment of this kind on its runs (not on GenAI traces)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+SOURCE_TAGS = (TAG_SOURCE_NAME, TAG_SOURCE_TYPE, TAG_GIT_COMMIT)
 
 
 # --------------------------------------------------------------------------- where
@@ -257,14 +263,54 @@ def experiment_id(c, name: str, *, storage_dir: str, uri: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is None:
         try:
-            exp = c.get_experiment(c.create_experiment(name, artifact_location=artifact_root(uri, storage_dir, name)))
+            exp = c.get_experiment(c.create_experiment(name, artifact_location=artifact_root(uri, storage_dir, name),
+                                                       tags=dict([EXPERIMENT_KIND])))
         except Exception:  # created concurrently
             exp = c.get_experiment_by_name(name)
             if exp is None:
                 raise
     # also a new one: a server without --artifacts-destination may hand out a local path
     check_artifact_location(name, exp.artifact_location, storage_dir)
+    if EXPERIMENT_KIND[0] not in exp.tags:  # made before the tag existed, or by another tool: open it on runs
+        c.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
     return exp.experiment_id
+
+
+def source_tags(script: str | None = None) -> dict[str, str]:
+    """MLflow's source tags for a run a job starts: ``mlflow.source.name``
+    (the job's path in its checkout, e.g. ``jobs/inversion_sweep.py``),
+    ``mlflow.source.type`` LOCAL, and ``mlflow.source.git.commit`` where the
+    job lies in a git checkout (``ray job submit`` ships a copy without
+    ``.git``: no commit then)."""
+    import subprocess
+
+    script = os.path.abspath(script or sys.argv[0] or "")
+    folder = os.path.dirname(script)
+    tags = {TAG_SOURCE_NAME: os.path.basename(script), TAG_SOURCE_TYPE: "LOCAL"}
+    try:
+        top, commit = subprocess.run(["git", "-C", folder, "rev-parse", "--show-toplevel", "HEAD"],
+                                     capture_output=True, text=True, timeout=10, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        top = commit = None
+    if top and commit:
+        tags[TAG_SOURCE_NAME] = os.path.relpath(script, top)
+        tags[TAG_GIT_COMMIT] = commit
+    elif os.path.basename(folder) == "jobs":
+        tags[TAG_SOURCE_NAME] = f"jobs/{os.path.basename(script)}"
+    return tags
+
+
+def dataset_input(name: str, digest: str, source: str | None = None):
+    """The dataset a run trained or was scored on, as an MLflow dataset input
+    (the UI's Dataset column): its name and digest (``Dataset.fingerprint``;
+    MLflow shows the first 8 characters), context "training"."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    ds = Dataset(name=name, digest=digest[:36], source_type="code",
+                 source=json.dumps({"dataset": name, "data_root": source}))
+    return DatasetInput(ds, tags=[InputTag("mlflow.data.context", "training")])
 
 
 def find_runs(c, exp_id: str, tags: dict[str, str], status: str | None = None, max_results: int = 50):

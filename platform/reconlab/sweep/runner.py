@@ -231,7 +231,10 @@ def start_parent(c, exp_id: str, spec, *, storage_dir: str, resumed: SweepRun | 
     if resumed is not None:
         c.update_run(resumed.run_id, status="RUNNING")
         return resumed
-    run = c.create_run(exp_id, run_name=f"{name}-sweep", tags={tracking.TAG_SWEEP: name})
+    run = c.create_run(exp_id, run_name=f"{name}-sweep", tags={tracking.TAG_SWEEP: name, **tracking.source_tags()})
+    if extra_params.get("dataset") and extra_params.get("data_fingerprint"):  # the UI's Dataset column
+        c.log_inputs(run.info.run_id, datasets=[tracking.dataset_input(extra_params["dataset"],
+                                                                       extra_params["data_fingerprint"])])
     tune_dir = tune_dir_for(storage_dir, name, run.info.run_id)
     c.set_tag(run.info.run_id, TAG_TUNE_DIR, tune_dir)
     params = {"search_space": spec.source, "seed": spec.seed, "metric": spec.metric, "mode": spec.mode,
