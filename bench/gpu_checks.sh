@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README in one run (each step capped, 7.3 minutes at most), for
+# Every GPU figure of docs/results.md in one run (each step capped, 7.3 minutes at most), for
 # a session that is lent a GPU machine. It needs only torch (and numpy) there:
 # the device image has no Ray, MLflow, Optuna or scikit-image, and Ray's wheel
 # is too big to carry, so what Ray would do is measured with plain processes.

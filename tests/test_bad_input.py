@@ -8,8 +8,8 @@
 - leave nothing behind: the storage directory holds no MLflow store, no Tune
   or Train results (it is empty or absent).
 
-``python tests/test_bad_input.py`` runs every case and prints the README's
-table (paths shortened) from the real messages.
+``python tests/test_bad_input.py`` runs every case and prints the table of
+docs/security.md's "Bad input" section (paths shortened) from the real messages.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class Case:
     yaml: str | bytes | None  # None: no --search-space (the job's default, or one given in args)
     args: tuple = ()  # "{space}", "{store}", "{data}", "{tmp}" are filled in
     message: str = ""  # must appear in the one stderr line
-    example: str = ""  # for the README table
+    example: str = ""  # for the table in docs/security.md
     data: Callable | None = None  # writes files under {data}
     env: dict = dataclasses.field(default_factory=dict)
     marks: tuple = ()
@@ -393,11 +393,12 @@ def test_the_ray_tmpdir_check_would_see_ray_start(tmp_path):
     assert (tmp_path / "ray").is_dir()
 
 
-def test_readme_lists_every_case(repo):
-    readme = open(os.path.join(repo, "README.md")).read()
-    section = readme.split("## Bad input", 1)[1].split("\n## ", 1)[0]
+def test_the_bad_input_table_in_docs_security_lists_every_case(repo):
+    doc = open(os.path.join(repo, "docs", "security.md")).read()
+    section = doc.split("## Bad input", 1)[1].split("\n## ", 1)[0]
     missing = [c.name for c in CASES if f"| {c.name} |" not in section]
-    assert not missing, f"README's '## Bad input' table lacks: {missing} (regenerate: python tests/test_bad_input.py)"
+    assert not missing, (f"docs/security.md's '## Bad input' table lacks: {missing} "
+                         "(regenerate: python tests/test_bad_input.py)")
 
 
 def _shorten(line: str, tmp) -> str:
@@ -405,7 +406,7 @@ def _shorten(line: str, tmp) -> str:
     return line.replace(f"{tmp}/", "<dir>/").replace(REPO + "/", "")
 
 
-if __name__ == "__main__":  # print the README table from real runs
+if __name__ == "__main__":  # print the table of docs/security.md's "Bad input" from real runs
     import pathlib
 
     print("| case | example input | message (`error: ` + ...) |\n|---|---|---|")

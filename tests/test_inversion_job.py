@@ -56,6 +56,9 @@ def test_smoke_run_leaves_one_run_per_trial_with_full_history(smoke_store):
         assert steps == list(range(every, every * len(steps) + 1, every)), steps  # gap- and duplicate-free
         assert "inversion_task1.png" in {a.path for a in c.list_artifacts(t.info.run_id)}
     assert sorted(r.data.tags["reconlab.variant"] for r in runs["train"]) == ["adam", "adam_fgsm", "sgd", "verifier"]
+    for r in runs["train"]:
+        assert r.data.tags["mlflow.source.name"] == "jobs/inversion_sweep.py"
+        assert [i.dataset.digest for i in r.inputs.dataset_inputs] == [ds.dataset.digest]
 
 
 def test_second_run_through_a_server_uri_with_credentials_reuses_the_classifiers_and_shows_no_password(smoke_store):

@@ -38,14 +38,15 @@ from jobutil import FAKE_SECRETS, REPO, find_needles
 CODE_DIRS = ("platform", "jobs", "bench")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ANY_ADDRESS = ".".join("0" * 4)  # spelled so that this file does not match itself
-# Text where a server's command line may appear: code, Makefile, README, cluster configs.
-TEXT_FILES = ["Makefile", "README.md", *sorted(glob.glob(os.path.join(REPO, "clusters", "*")))]
+# Text where a server's command line may appear: code, Makefile, README, docs, cluster configs.
+TEXT_FILES = ["Makefile", "README.md", *sorted(glob.glob(os.path.join(REPO, "docs", "*.md"))),
+              *sorted(glob.glob(os.path.join(REPO, "clusters", "*")))]
 
 # Files that are unpickled on purpose, and why that is not a user-supplied path.
 PICKLE_ALLOWED = {
     # Tune's searcher checkpoint: Ray Tune writes it into the experiment directory
     # and unpickles it on --resume, as it does its own experiment state
-    # (cloudpickle). The storage directory is trusted: see README "Security".
+    # (cloudpickle). The storage directory is trusted: see docs/security.md.
     ("platform/reconlab/sweep/searcher.py", "restore"),
     # CIFAR-10's python batches are pickles by format: read by a restricted
     # Unpickler whose find_class hands out only numpy's array rebuilders
@@ -317,7 +318,7 @@ def test_every_server_binds_loopback_unless_labelled_opt_in():
                 if m.group(2) not in LOOPBACK:
                     bad.append(f"{path}:{n}: {line.strip()}")
     assert not bad, "binds beyond loopback without an opt-in label:\n" + "\n".join(bad)
-    assert seen >= 5  # Makefile `ui`, the UI hint, README, the job-submit test head, cluster configs
+    assert seen >= 5  # Makefile `ui`, the UI hint, README and docs, the job-submit test head, cluster configs
 
 
 def test_make_ui_binds_loopback():
@@ -404,7 +405,7 @@ def test_nothing_switches_ray_token_auth_off():
         n_py += 1
         bad += [f"{path}:{n}" for n in _auth_off_in_python(tree)]
     assert not bad, f"RAY_AUTH_MODE set to something other than token: {bad}"
-    assert n_text >= 5 and n_py >= 20  # README, Makefile, clusters/*, search spaces; the code and the tests
+    assert n_text >= 5 and n_py >= 20  # README, docs, Makefile, clusters/*, search spaces; the code and the tests
 
 
 _OFF = "dis" + "abled"  # spelled so that this file does not match itself; "<key>" likewise
@@ -576,7 +577,7 @@ def test_the_init_ray_check_fails_on_a_broken_runner(how):
 # ------------------------------------------------------------------ dependencies
 # Published advisories and the first release that fixes each: (package, fixed in,
 # advisory ids, summary). The floors in pyproject.toml must sit at or above every
-# "fixed in" (README "Security" lists the floors and why).
+# "fixed in" (docs/security.md lists the floors and why).
 ADVISORIES = [
     # Ray (https://github.com/ray-project/ray/security, GitHub Advisory Database, CVE records)
     ("ray", "2.52.0", "CVE-2025-62593, GHSA-q279-jhrf-cc6v",
@@ -851,7 +852,7 @@ class ListensBeyondLoopback(AssertionError):
     "Ray 2.60: the GCS, raylet and worker gRPC servers listen on all interfaces (token authentication guards "
     "them), and the metrics endpoints of the dashboard agent and autoscaler monitor on the any-address, even with "
     "--node-ip-address 127.0.0.1 (ray.init maps 127.0.0.1 to the node's address). No Ray option moves them to "
-    "loopback; README 'Security' says so. Strict: a Ray that fixes this fails here, so the README gets updated. "
+    "loopback; docs/security.md says so. Strict: a Ray that fixes this fails here, so that page gets updated. "
     "Only ListensBeyondLoopback counts: a runtime that does not start, or a probe that finds no socket, fails."))
 def test_the_local_ray_runtime_listens_on_loopback_only():
     with _local_runtime(token_path=True) as rt:
@@ -904,7 +905,7 @@ def test_the_jobs_local_runtime_refuses_a_client_without_its_token(token_path):
 # the driver into every trial actor's runtime_env (ray/tune/execution/class_cache.py),
 # and Ray's runtime-env agent writes that runtime_env to
 # <ray tmp>/session_*/logs/runtime_env_agent.log. reconlab cannot stop that; the
-# README says to give AWS credentials as a role or a credentials file instead.
+# README and docs/security.md say to give AWS credentials as a role or a credentials file instead.
 RAY_LOGS_AWS = {"AWS_SECRET_ACCESS_KEY"}
 
 

@@ -62,7 +62,7 @@ def test_no_key_material_anywhere_in_the_store(xor_smoke):
     """Neither the key (raw, hex, base64, Python's repr of the bytes, the
     whole digest it is derived from) nor the keystream is in MLflow, Ray's
     storage or the job's output. (The default key is derived from the logged
-    seed, so it is public by construction; README "Security".)"""
+    seed, so it is public by construction; docs/security.md.)"""
     import base64
     import hashlib
 

@@ -1,4 +1,4 @@
-"""Write a job's result table into a Markdown file (e.g. the README) between
+"""Write a job's result table into a Markdown file (e.g. docs/results.md) between
 two marker comments, ``<!-- reconlab:NAME -->`` and ``<!-- /reconlab:NAME -->``.
 
 The file is checked before any Ray work (``check``) and replaced whole through

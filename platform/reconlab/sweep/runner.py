@@ -112,7 +112,7 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         os.environ.setdefault("RAY_worker_niceness", "0")
         # Token authentication for the runtime this job starts, whatever the
         # Ray version's default (the user's own RAY_AUTH_MODE is respected):
-        # its GCS and raylet listen on all interfaces (README "Security").
+        # its GCS and raylet listen on all interfaces (docs/security.md).
         if os.environ.setdefault("RAY_AUTH_MODE", "token") == "token":
             # Ray reads its config once, at import: have it read the mode
             # again, as ray.init does when it turns token auth on by default

@@ -13,7 +13,7 @@ from reconlab import readme, tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
-README_NAME = "xor-table-i"  # the README block the job fills with --readme
+README_NAME = "xor-table-i"  # the block (in docs/results.md) the job fills with --readme
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "xor.yaml")
 
 # Table I of the paper (STL-10, 10,000 test images): (PSNR, SSIM) without noise and with 1 % noise.
@@ -27,7 +27,7 @@ PAPER = {
 def parse(argv):
     p = job_parser("xor_decryption.py", __doc__, os.path.normpath(DEFAULT_SPACE))
     p.add_argument("--num-workers", type=int, help="Ray Train workers per U-Net (overrides the YAML)")
-    p.add_argument("--readme", metavar="FILE", help="also write Table I into FILE (e.g. README.md) between its "
+    p.add_argument("--readme", metavar="FILE", help="also write Table I into FILE (e.g. docs/results.md) between its "
                    f"'<!-- reconlab:{README_NAME} -->' and '<!-- /reconlab:{README_NAME} -->' lines")
     return p.parse_args(argv)
 

@@ -52,8 +52,9 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
                 continue
             log(f"reusing {family} '{variant}' from {model_uri(run.info.run_id)}")
             return meta, state, run.info.run_id
-    run = c.create_run(exp_id, run_name=f"{family}-{variant}", tags=tags)
+    run = c.create_run(exp_id, run_name=f"{family}-{variant}", tags={**tags, **tracking.source_tags()})
     run_id = run.info.run_id
+    c.log_inputs(run_id, datasets=[tracking.dataset_input(dataset.name, dataset.fingerprint(), data_root)])
     c.log_batch(run_id, params=tracking.params_of({**dataclasses.asdict(spec), "variant": variant,
                                                    "dataset": dataset.name, "num_workers": num_workers}))
     log(f"training {family} '{variant}' with Ray Train ({num_workers} worker(s)) -> run {run_id}")
