@@ -24,6 +24,10 @@ def test_smoke_run_prints_the_table_and_ui_hint(smoke_store):
         assert f"| {v} | 2 |" in out
     assert "SGD inverts better than Adam" in out and "FGSM training repairs Adam" in out
     assert "mlflow ui --host 127.0.0.1" in out
+    # progress is a few plain lines off a terminal, not Tune's trial table (issue 17: <= 60 lines in all)
+    assert "[reconlab] trials 6/6 ended (0 running, 0 failed" in p.stderr
+    assert "== Status ==" not in out + p.stderr and "Trial name" not in out + p.stderr
+    assert len((out + p.stderr).splitlines()) <= 60, out + p.stderr
 
 
 def test_smoke_run_leaves_one_run_per_trial_with_full_history(smoke_store):

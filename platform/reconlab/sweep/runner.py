@@ -259,7 +259,7 @@ def fail_parent(sweep: SweepRun | None, e: BaseException) -> None:
 
 
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
-              artifacts: str | None = None, finish: Callable | None = None, verbose: int = 1,
+              artifacts: str | None = None, finish: Callable | None = None, verbose: int = 0,
               max_concurrent: int | None = None, max_failures: int = 3, flush_timeout_s: float | None = None):
     """Fit (or restore and finish) the Tune experiment; returns the ResultGrid.
 
@@ -271,12 +271,15 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     results through the spool (a ``spool.ParentLog``) and ends it; without
     it the parent is ended FINISHED. A failure ends the parent FAILED, also
     through the spool. What the store has not taken when the sweep ends is
-    counted in ``sweep.undelivered`` and left for ``reconlab sync``."""
+    counted in ``sweep.undelivered`` and left for ``reconlab sync``.
+    Progress is one live line (``reconlab.progress``); ``verbose`` > 0 adds
+    Tune's own trial table."""
     from ray import tune
     from ray.exceptions import RayActorError
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from reconlab.progress import progress_callback
     from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
     from reconlab.sweep.restore import RestoreFromNewest
     from reconlab.sweep.searcher import make_searcher
@@ -304,11 +307,12 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     storage, name = os.path.split(sweep.tune_dir)
     run_config = tune.RunConfig(
         name=name, storage_path=storage,
-        callbacks=[trial_callback(spool.path, metric_keys), CSVLoggerCallback(), JsonLoggerCallback()],
+        callbacks=[trial_callback(spool.path, metric_keys), CSVLoggerCallback(), JsonLoggerCallback(),
+                   progress_callback(spec.total_samples(), spec.metric, spec.mode)],
         verbose=verbose, failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         progress_reporter=tune.CLIReporter(metric_columns=[spec.metric, "step"], max_report_frequency=30,
-                                           parameter_columns=list(spec.search)[:4]),
+                                           parameter_columns=list(spec.search)[:4]) if verbose else None,
     )
     if sweep.resumed and tune.Tuner.can_restore(sweep.tune_dir):
         tuner = tune.Tuner.restore(sweep.tune_dir, trainable=trainable, resume_errored=True)

@@ -13,6 +13,7 @@ import time
 import torch
 
 from reconlab import tracking
+from reconlab.progress import EpochBar
 
 
 def model_uri(run_id: str) -> str:
@@ -60,9 +61,10 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
     log(f"training {family} '{variant}' with Ray Train ({num_workers} worker(s)) -> run {run_id}")
     t0 = time.time()
     try:
-        result = fit(spec, dataset=dataset.name, data_root=data_root, num_workers=num_workers, use_gpu=use_gpu,
-                     storage_path=os.path.join(storage_dir, "train"), name=f"{family}-{variant}-{run_id[:8]}",
-                     callbacks=[tracking.train_report_callback(uri, run_id)])
+        with EpochBar(c, run_id, getattr(spec, "epochs", None), f"{family} '{variant}'"):
+            result = fit(spec, dataset=dataset.name, data_root=data_root, num_workers=num_workers, use_gpu=use_gpu,
+                         storage_path=os.path.join(storage_dir, "train"), name=f"{family}-{variant}-{run_id[:8]}",
+                         callbacks=[tracking.train_report_callback(uri, run_id)])
         if result.error is not None:
             raise result.error
         with result.checkpoint.as_directory() as d:
