@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run smoke test bench ui clean
+.PHONY: run smoke test bench ui report clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 run: $(VENV)/.installed
 	$(PY) jobs/inversion_sweep.py $(ARGS)
+	$(PY) dashboards/build_report.py
+
+report: $(VENV)/.installed
+	$(PY) dashboards/build_report.py $(ARGS)
 
 smoke: $(VENV)/.installed
 	$(PY) jobs/inversion_sweep.py --smoke-test $(ARGS)

@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
                             metric_keys=METRICS, max_t=-(-cfg.iterations // every), artifacts="ct", finish=finish)
     print_report(out, spec, len(grid), uri, experiment, time.time() - t_start)
-    print_ui_hint(uri)
+    print_ui_hint(uri, sweep.exp_id)
     return 1 if sweep.undelivered else 0
 
 

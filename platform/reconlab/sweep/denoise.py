@@ -96,7 +96,7 @@ def main(argv=None) -> int:
                             metric_keys=METRICS, max_t=10**6, artifacts="denoise", finish=finish,
                             max_concurrent=lambda: train_concurrency(spec, DenoiseTrialConfig))
     print_report(out, ds, len(grid), uri, experiment, time.time() - t_start)
-    print_ui_hint(uri)
+    print_ui_hint(uri, sweep.exp_id)
     return 1 if sweep.undelivered else 0
 
 

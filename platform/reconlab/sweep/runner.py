@@ -424,12 +424,13 @@ def log_table(parent, rows: list[dict], columns: list[str], notes: list[str], na
     parent.log_text(buf.getvalue(), f"{name}.csv")
 
 
-def print_ui_hint(uri: str) -> None:
+def print_ui_hint(uri: str, exp_id: str | None = None) -> None:
+    page = f"/#/experiments/{exp_id}/runs?workflowType=machine_learning" if exp_id else ""
     if uri.startswith("sqlite:"):
         cmd = f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"
-        print(f"\nOpen the MLflow UI:  {cmd}\n  (or `make ui`), then browse http://127.0.0.1:5000", file=sys.stdout)
+        print(f"\nOpen the MLflow UI:  {cmd}\n  (or `make ui`), then browse http://127.0.0.1:5000{page}", file=sys.stdout)
     else:
-        print(f"\nMLflow: {tracking.redact(uri)}")
+        print(f"\nMLflow: {tracking.redact(uri)}" + (f" (experiment {exp_id}: {page.lstrip('/')})" if page else ""))
 
 
 def worst_value(metric: str, mode: str, bounds: dict[str, tuple[float, float]]) -> float:

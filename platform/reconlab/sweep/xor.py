@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         except InputError as e:  # the file changed during the run: a runtime failure, the results are in MLflow
             raise RuntimeError(f"Table I not written: {e}") from None
         print(f"Table I written into {args.readme}")
-    print_ui_hint(uri)
+    print_ui_hint(uri, sweep.exp_id)
     return 1 if sweep.undelivered else 0
 
 
