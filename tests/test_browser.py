@@ -31,7 +31,7 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the [test] extra)")
     os.makedirs(OUT, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield b
         b.close()
 
