@@ -10,11 +10,14 @@ import pytest
 from reconlab import progress, tracking
 
 
-def trial(status, **last):
-    return types.SimpleNamespace(status=status, last_result=last)
+def trial(status, stopped_early=False, **last):
+    t = types.SimpleNamespace(status=status, last_result=last, trial_id=str(id(last)))
+    if stopped_early:
+        t.stopped_early = True
+    return t
 
 
-TRIALS = [trial("TERMINATED", acc=0.5, done=True), trial("TERMINATED", acc=0.9),  # the second stopped by ASHA
+TRIALS = [trial("TERMINATED", acc=0.5, done=True), trial("TERMINATED", True, acc=0.9),  # the second stopped by ASHA
           trial("ERROR", acc=float("nan")), trial("RUNNING", acc=0.7), trial("PENDING")]
 
 
@@ -67,3 +70,18 @@ def test_the_epoch_bar_follows_the_training_run_in_mlflow(tmp_path, monkeypatch)
     assert "classifier 'sgd': 100%" in err.getvalue() and "4/4" in err.getvalue()
     with progress.EpochBar(c, run, 4, "x", tty=False) as quiet:
         assert quiet.bar is None
+
+
+def test_asha_marks_the_trials_it_stops_before_they_finish_and_only_those():
+    from reconlab.sweep.runner import marking_asha
+
+    s = marking_asha(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2)
+    s.set_search_properties("acc", "max")
+    good, bad, last = trial("RUNNING"), trial("RUNNING"), trial("RUNNING")
+    for t in (good, bad, last):
+        s.on_trial_add(None, t)
+    assert s.on_trial_result(None, good, {"training_iteration": 1, "acc": 0.9}) == "CONTINUE"
+    assert s.on_trial_result(None, bad, {"training_iteration": 1, "acc": 0.1}) == "STOP"  # below the rung's cut
+    assert s.on_trial_result(None, last, {"training_iteration": 4, "acc": 0.95}) == "STOP"  # at max_t: finished
+    assert getattr(bad, "stopped_early", False) and not hasattr(good, "stopped_early")
+    assert not hasattr(last, "stopped_early")

@@ -20,12 +20,13 @@ PLAIN_EVERY_S = 60.0
 def counts(trials, metric: str, mode: str) -> dict:
     """Trials done / running / failed / stopped early / pending, and the best
     value of ``metric`` any trial reported (None before one did). A trial
-    Tune ended before it finished (ASHA) has no ``done`` on its last result."""
+    the scheduler ended before it finished carries ``stopped_early``
+    (``reconlab.sweep.runner.marking_asha``)."""
     c = {"done": 0, "running": 0, "failed": 0, "stopped": 0, "pending": 0, "best": None}
     for t in trials:
         last = t.last_result or {}
         if t.status == "TERMINATED":
-            c["done" if last.get("done") else "stopped"] += 1
+            c["stopped" if getattr(t, "stopped_early", False) else "done"] += 1
         elif t.status == "ERROR":
             c["failed"] += 1
         elif t.status == "RUNNING":

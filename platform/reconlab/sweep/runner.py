@@ -258,6 +258,23 @@ def fail_parent(sweep: SweepRun | None, e: BaseException) -> None:
         tracking.announce(f"could not mark the sweep run {sweep.run_id} failed ({type(err).__name__})")
 
 
+def marking_asha(**kw):
+    """Tune's ASHA scheduler, marking each trial it stops before the trial
+    finished (``trial.stopped_early``: the progress line counts them; Tune
+    itself records them as TERMINATED like any other)."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class MarkingASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if (decision == TrialScheduler.STOP and not result.get("done")
+                    and result.get(self._time_attr, 0) < self._max_t):
+                trial.stopped_early = True
+            return decision
+
+    return MarkingASHA(**kw)
+
+
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
               artifacts: str | None = None, finish: Callable | None = None, verbose: int = 0,
               max_concurrent: int | None = None, max_failures: int = 3, flush_timeout_s: float | None = None):
@@ -277,7 +294,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     from ray import tune
     from ray.exceptions import RayActorError
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     from reconlab.progress import progress_callback
     from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
@@ -318,9 +335,9 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
         tuner = tune.Tuner.restore(sweep.tune_dir, trainable=trainable, resume_errored=True)
     else:
         if spec.scheduler.type == "asha":
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(max_t, 1),
-                                      grace_period=asha_grace(spec, max_t),
-                                      reduction_factor=spec.scheduler.reduction_factor)
+            scheduler = marking_asha(time_attr="training_iteration", max_t=max(max_t, 1),
+                                     grace_period=asha_grace(spec, max_t),
+                                     reduction_factor=spec.scheduler.reduction_factor)
         else:
             scheduler = FIFOScheduler()
         tuner = tune.Tuner(
