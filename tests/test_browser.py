@@ -69,7 +69,9 @@ def ui(smoke_store):
 
 def test_the_report_renders_every_section_and_image(browser, smoke_store, tmp_path):
     d, _ = smoke_store
-    assert run_job(dashboards.main, ["--storage-path", str(d), "--out", str(tmp_path)]) == 0
+    # the store named outright: an in-process MLflow client leaves MLFLOW_TRACKING_URI set behind it
+    assert run_job(dashboards.main, ["--tracking-uri", f"sqlite:///{d}/mlflow.db", "--storage-path", str(d),
+                                     "--out", str(tmp_path)]) == 0
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"file://{tmp_path}/index.html")
     titles = page.locator("section h2").all_inner_texts()

@@ -20,7 +20,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def report(smoke_store, tmp_path_factory):
     d, _ = smoke_store
     out = tmp_path_factory.mktemp("report")
-    assert run_job(dashboards.main, ["--storage-path", str(d), "--out", str(out)]) == 0
+    # the store named outright: an in-process MLflow client leaves MLFLOW_TRACKING_URI set behind it
+    assert run_job(dashboards.main, ["--tracking-uri", f"sqlite:///{d}/mlflow.db", "--storage-path", str(d),
+                                     "--out", str(out)]) == 0
     return d, out / "index.html"
 
 
