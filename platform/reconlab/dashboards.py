@@ -108,7 +108,8 @@ def load_sweeps(c, experiment) -> list[Sweep]:
         for name, p in sorted(latest.items()):
             trials = [r for r in parents if r.data.tags.get(tracking.TAG_PARENT) == p.info.run_id]
             tables, figures, gallery = [], [], []
-            for a in _artifacts(c, p.info.run_id):
+            listed = _artifacts(c, p.info.run_id)
+            for a in listed:
                 if a.is_dir:
                     for b in _artifacts(c, p.info.run_id, a.path):
                         if b.path.endswith(".png") and len(gallery) < MAX_GALLERY:
@@ -118,7 +119,7 @@ def load_sweeps(c, experiment) -> list[Sweep]:
                 elif a.path.endswith(".png"):
                     figures.append((a.path, _read(c, p.info.run_id, a.path, tmp)))
             labels = {}
-            if any(a.path == "search_space.json" for a in _artifacts(c, p.info.run_id)):
+            if any(a.path == "search_space.json" for a in listed):
                 labels = strata_labels(json.loads(_read(c, p.info.run_id, "search_space.json", tmp)))
             out.append(Sweep(experiment.name, experiment.experiment_id, p, trials, tables, figures, gallery,
                              importances(p, labels)))
@@ -220,7 +221,7 @@ def markdown_html(md: str) -> str:
 
     def flush():
         if rows:
-            head, body = rows[0], [r for r in rows[2:]]
+            head, body = rows[0], rows[2:]
             out.append("<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in head) + "</tr></thead><tbody>"
                        + "".join("<tr>" + "".join(f"<td>{_inline(v)}</td>" for v in r) + "</tr>" for r in body)
                        + "</tbody></table>")
@@ -322,9 +323,9 @@ th{background:#f3f3f3}figure{display:inline-block;margin:.5em}img{max-width:520p
 nav a{margin-right:1em}"""
 
 
-def build(c, experiments: list | None = None, *, ui: str = UI,
+def build(c, uri: str, experiments: list | None = None, *, ui: str = UI,
           docs: str = "docs/results.md in the reconlab repository") -> str:
-    """The report's HTML from the store behind client ``c``: every family's
+    """The report's HTML from the store ``uri`` behind client ``c``: every family's
     section, in ``experiments`` (names) or in all reconlab experiments."""
     found = {e.name: e for e in c.search_experiments(max_results=1000)}
     names = experiments or sorted(n for n in found if family_of(n))
@@ -333,7 +334,7 @@ def build(c, experiments: list | None = None, *, ui: str = UI,
         if n in found and family_of(n):
             by_family.setdefault(family_of(n), []).extend(load_sweeps(c, found[n]))
     body = [f"<h1>reconlab report</h1><p class=\"meta\">built {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}"
-            f" from {html.escape(tracking.redact(tracking_uri_of(c)))}; method and every figure's command: "
+            f" from {html.escape(tracking.redact(uri))}; method and every figure's command: "
             + (f"<a href=\"{html.escape(docs)}\">docs/results.md</a>" if "://" in docs else html.escape(docs))
             + "</p><nav>"
             + "".join(f'<a href="#{f.key}">{html.escape(f.title)}</a>' for f in FAMILIES) + "</nav>"]
@@ -348,10 +349,6 @@ def build(c, experiments: list | None = None, *, ui: str = UI,
         body.append("</section>")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>reconlab report</title><style>{CSS}"
             f"</style></head><body>{''.join(body)}</body></html>")
-
-
-def tracking_uri_of(c) -> str:
-    return getattr(c, "tracking_uri", None) or getattr(getattr(c, "_tracking_client", None), "tracking_uri", "")
 
 
 def write(path: str, text: str) -> str:
@@ -399,6 +396,6 @@ def main(argv: list[str] | None = None) -> int:
                         "results.md")
     docs = f"file://{docs}" if os.path.isfile(docs) else "docs/results.md in the reconlab repository"
     t0 = dt.datetime.now()
-    write(out, build(c, args.experiment, ui=args.ui.rstrip("/"), docs=docs))
+    write(out, build(c, uri, args.experiment, ui=args.ui.rstrip("/"), docs=docs))
     print(f"report: {out} ({(dt.datetime.now() - t0).total_seconds():.1f} s)")
     return 0

@@ -50,10 +50,15 @@ def summary(c: dict, metric: str) -> str:
     return f"{c['running']} running, {c['failed']} failed, {c['stopped']} stopped early; best {metric} {best}"
 
 
+def ended(c: dict) -> int:
+    """Trials that will report no more: done, failed or stopped early."""
+    return c["done"] + c["failed"] + c["stopped"]
+
+
 def plain_line(c: dict, total: int, metric: str, elapsed: float) -> str:
-    ended = c["done"] + c["failed"] + c["stopped"]
-    eta = f", ETA {clock(elapsed / ended * (total - ended))}" if 0 < ended < total else ""
-    return f"[reconlab] trials {ended}/{total} ended ({summary(c, metric)}), {clock(elapsed)} elapsed{eta}"
+    ended_ = ended(c)
+    eta = f", ETA {clock(elapsed / ended_ * (total - ended_))}" if 0 < ended_ < total else ""
+    return f"[reconlab] trials {ended_}/{total} ended ({summary(c, metric)}), {clock(elapsed)} elapsed{eta}"
 
 
 def progress_callback(total: int, metric: str, mode: str, *, tty: bool | None = None,
@@ -74,29 +79,28 @@ def progress_callback(total: int, metric: str, mode: str, *, tty: bool | None = 
             return sys.stderr.isatty() if tty is None else tty
 
         def on_step_begin(self, iteration, trials, **info):
+            # called at every turn of Tune's loop: count the trials only when a line is due
             now = time.monotonic()
             if self.start is None:
                 self.start, self.last = now, None
-            c = counts(trials, metric, mode)
-            ended = c["done"] + c["failed"] + c["stopped"]
-            if self._live():
-                if self.bar is None:
-                    from tqdm import tqdm
-
-                    self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True,
-                                    initial=ended)
-                if self.last is None or now - self.last >= 0.5:
-                    self.bar.n = ended
-                    self.bar.set_postfix_str(summary(c, metric), refresh=True)
-                    self.last = now
-            elif self.last is None or now - self.last >= every_s:
+            live = self._live()
+            if self.last is not None and now - self.last < (0.5 if live else every_s):
+                return
+            c, self.last = counts(trials, metric, mode), now
+            if not live:
                 print(plain_line(c, total, metric, now - self.start), file=sys.stderr, flush=True)
-                self.last = now
+                return
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True)
+            self.bar.n = ended(c)
+            self.bar.set_postfix_str(summary(c, metric), refresh=True)
 
         def on_experiment_end(self, trials, **info):
             c = counts(trials, metric, mode)
             if self.bar is not None:
-                self.bar.n = c["done"] + c["failed"] + c["stopped"]
+                self.bar.n = ended(c)
                 self.bar.set_postfix_str(summary(c, metric), refresh=True)
                 self.bar.close()
                 self.bar = None
