@@ -28,6 +28,9 @@ def job_parser(prog: str, description: str, default_space: str) -> argparse.Argu
     p.add_argument("--search-space", default=default_space, help="YAML search space")
     p.add_argument("--data-root", help="directory with real datasets (e.g. MNIST IDX files)")
     p.add_argument("--resume", action="store_true", help="continue the last sweep of this name")
+    p.add_argument("--max-concurrent-trials", type=int,
+                   help="trials at once (default: what fits the cluster now; set it on an autoscaling cluster, "
+                        "whose size now is not its limit)")
     p.add_argument("--max-failures", type=int, default=3,
                    help="retries of a failed trial, each from its last checkpoint (default 3)")
     return p

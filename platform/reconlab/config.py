@@ -39,6 +39,12 @@ def check_value(tp, value, *, source, key):
         if not isinstance(value, (list, tuple)):
             raise ConfigError("expected a list", source=source, key=key, value=value)
         return origin(check_value(arm, v, source=source, key=f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        ktp, vtp = typing.get_args(tp) or (Any, Any)
+        if not isinstance(value, dict):
+            raise ConfigError("expected a mapping", source=source, key=key, value=value)
+        return {check_value(ktp, k, source=source, key=key): check_value(vtp, v, source=source, key=f"{key}.{k}")
+                for k, v in value.items()}
     if tp is Any:
         return value
     if tp is type(None):

@@ -149,6 +149,7 @@ def check_line(op) -> str | None:
         "start": lambda: trial and _scalars(op.get("params") or {}),
         "metrics": lambda: (trial and isinstance(op.get("step"), int) and isinstance(op.get("ts"), int)
                             and _scalars(op.get("values"), num)),
+        "tags": lambda: trial and _scalars(op.get("tags"), (str,)) and bool(op["tags"]),
         "end": lambda: (trial and op.get("status") in ("FINISHED", "FAILED", "KILLED")
                         and isinstance(op.get("ref", {}), dict) and isinstance(op.get("reason"), (str, type(None)))),
         "parent_log": lambda: (_scalars(op.get("params") or {}, (str,)) and _scalars(op.get("metrics") or {}, num)
@@ -317,6 +318,9 @@ class Spool:
         self.append({"op": "metrics", "trial": trial_id, "step": int(step), "ts": int(time.time() * 1000),
                      "values": {m.key: m.value for m in tracking.metrics_of(values, step)}})
 
+    def tags(self, trial_id: str, tags: dict[str, str]) -> None:
+        self.append({"op": "tags", "trial": trial_id, "tags": tags})
+
     def end(self, trial_id: str, status: str, reason: str | None, ref: dict | None = None) -> None:
         self.append({"op": "end", "trial": trial_id, "status": status, "reason": reason, "ref": ref or {}}, sync=True)
 
@@ -481,10 +485,15 @@ class Spool:
                 self._params_due[run_id] = params
 
     def apply(self, op: dict, run_id: str) -> None:
-        """A ``start`` or ``end`` line of the run ``run_id`` (``apply_all``
-        takes the metrics)."""
+        """A ``start``, ``tags`` or ``end`` line of the run ``run_id``
+        (``apply_all`` takes the metrics)."""
         kind = op["op"]
         c = self.client
+        if kind == "tags":
+            from mlflow.entities import RunTag
+
+            c.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
+            return
         if kind == "start":
             if run_id in self.created:
                 self.created.discard(run_id)  # just created: RUNNING already
@@ -732,9 +741,14 @@ def trial_callback(spool_path: str, metric_keys: Iterable[str]):
     open spool is looked up in this process."""
     from ray.tune import Callback
 
+    from reconlab.sweep.nodes import node_change
+
     keys = frozenset(metric_keys)
 
     class MlflowTrials(Callback):
+        def __init__(self):
+            self.nodes: dict[str, list[str]] = {}  # the nodes each trial ran on (sweep.nodes)
+
         @property
         def spool(self):
             return spool_at(spool_path)
@@ -744,6 +758,9 @@ def trial_callback(spool_path: str, metric_keys: Iterable[str]):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             step = int(result.get("step", result.get("training_iteration", 0)))
+            tags = node_change(self.nodes, trial.trial_id, result)
+            if tags:
+                self.spool.tags(trial.trial_id, tags)
             self.spool.metrics(trial.trial_id, step, {k: v for k, v in result.items() if k in keys})
 
         def on_trial_complete(self, iteration, trials, trial, **info):

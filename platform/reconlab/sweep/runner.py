@@ -25,6 +25,8 @@ def prepare(args, spec):
         spec = dataclasses.replace(spec, num_samples=args.num_samples)
     if getattr(args, "num_workers", None) is not None and args.num_workers < 1:
         raise InputError("must be >= 1", key="--num-workers", value=args.num_workers)
+    if getattr(args, "max_concurrent_trials", None) is not None and args.max_concurrent_trials < 1:
+        raise InputError("must be >= 1", key="--max-concurrent-trials", value=args.max_concurrent_trials)
     if getattr(args, "max_failures", 0) < 0:
         raise InputError("must be >= 0", key="--max-failures", value=args.max_failures)
     storage_dir = tracking.results_dir(args.storage_path)
@@ -80,7 +82,8 @@ def sweep_job(args, spec, *, uri: str, storage_dir: str, experiment: str, setup:
     try:
         grid = run_tuner(spec, trainable, sweep=sweep, uri=uri, metric_keys=metric_keys, max_t=max_t,
                          artifacts=artifacts, finish=finish,
-                         max_concurrent=max_concurrent() if max_concurrent else None,
+                         max_concurrent=(getattr(args, "max_concurrent_trials", None)
+                                         or (max_concurrent() if max_concurrent else None)),
                          max_failures=args.max_failures)
     except BaseException as e:
         fail_parent(sweep, e)
@@ -138,8 +141,9 @@ def asha_grace(spec, max_t: int) -> int:
     return min(spec.scheduler.grace_period, max(max_t, 1))
 
 
-def trial_concurrency(cpu: float, gpu: float) -> int:
-    """How many trials fit on the cluster at once."""
+def trial_concurrency(cpu: float, gpu: float, custom: dict[str, float] | None = None) -> int:
+    """How many trials fit on the cluster as it is now (an autoscaling
+    cluster may grow: there ``--max-concurrent-trials`` says how far)."""
     import ray
 
     res = ray.cluster_resources()
@@ -148,6 +152,7 @@ def trial_concurrency(cpu: float, gpu: float) -> int:
         limits.append(int(res.get("CPU", 1) // cpu))
     if gpu > 0:
         limits.append(int(res.get("GPU", 0) // gpu))
+    limits += [int(res.get(name, 0) // amount) for name, amount in (custom or {}).items()]
     return max(1, min(limits) if limits else 1)
 
 
@@ -298,6 +303,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
 
     from reconlab.progress import progress_callback
     from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
+    from reconlab.sweep.nodes import ReportNode
     from reconlab.sweep.restore import RestoreFromNewest
     from reconlab.sweep.searcher import make_searcher
 
@@ -311,11 +317,12 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     # them was most of the driver's time per result)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     res = spec.resources_per_trial
-    resources = {"cpu": res.cpu, "gpu": res.gpu}
-    if res.cpu == 0 and res.gpu == 0:  # Tune needs a non-empty bundle: a token of memory
+    resources = {"cpu": res.cpu, "gpu": res.gpu, **res.custom}
+    if res.cpu == 0 and res.gpu == 0 and not res.custom:  # Tune needs a non-empty bundle: a token of memory
         resources["memory"] = 1 << 20
-    # a checkpoint deleted before Tune's saved state caught up is not a lost trial
-    trainable.__mixins__ = (RestoreFromNewest,)
+    # a checkpoint deleted before Tune's saved state caught up is not a lost
+    # trial; each result names its Ray node (the trial run's node tags)
+    trainable.__mixins__ = (RestoreFromNewest, ReportNode)
     trainable = tune.with_resources(trainable, resources)
     spool = Spool(sweep.spool_path, uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts, lock=sweep.lock)
     sweep.lock = None  # the spool holds it now, and releases it on close
@@ -347,7 +354,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
                 metric=spec.metric, mode=spec.mode, scheduler=scheduler,
                 search_alg=make_searcher(spec, os.path.join(sweep.tune_dir, "optuna.db")),
                 num_samples=spec.total_samples(),
-                max_concurrent_trials=max_concurrent or trial_concurrency(res.cpu, res.gpu),
+                max_concurrent_trials=max_concurrent or trial_concurrency(res.cpu, res.gpu, res.custom),
                 reuse_actors=True,
             ),
             run_config=run_config,

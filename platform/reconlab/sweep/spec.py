@@ -53,6 +53,9 @@ class SchedulerSpec:
     reduction_factor: int = 3
 
 
+RAY_BUILTIN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory", "cpu", "gpu"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """Per trial. cpu = gpu = 0: the trial only coordinates (e.g. it launches a
@@ -60,6 +63,9 @@ class Resources:
 
     cpu: float = 1.0
     gpu: float = 0.0
+    # other Ray resources each trial asks for, e.g. {gpu_worker: 1} to land on a
+    # node type that declares it (an autoscaler then launches such nodes)
+    custom: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +322,10 @@ def _validate(raw: dict, path: str, trial_cls, *, smoke: bool, metrics) -> Sweep
     if not (0 <= r.cpu < math.inf and 0 <= r.gpu < math.inf):
         raise ConfigError("need finite cpu >= 0 and gpu >= 0", source=path, key="resources_per_trial",
                           value=dataclasses.asdict(r))
+    for name, amount in r.custom.items():
+        if name in RAY_BUILTIN_RESOURCES or not name or not 0 < amount < math.inf:
+            raise ConfigError("need a resource name other than CPU, GPU or memory (those are cpu and gpu) and an "
+                              "amount > 0", source=path, key=f"resources_per_trial.custom.{name}", value=amount)
     if spec.train.num_workers < 1 or (spec.train.epochs is not None and spec.train.epochs < 1):
         raise ConfigError("need num_workers >= 1 and epochs >= 1", source=path, key="train",
                           value=dataclasses.asdict(spec.train))
