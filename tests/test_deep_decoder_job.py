@@ -154,6 +154,9 @@ def test_smoke_sweep_tables_curves_images_and_compression(tmp_path):
     assert len(runs["trial"]) == 4
     for t in runs["trial"]:
         assert t.info.status == "FINISHED"
+        # the Ray node it ran on (a local runtime: one node, no move)
+        assert len(t.data.tags["reconlab.node_id"]) == 56 and t.data.tags["reconlab.nodes"] == t.data.tags[
+            "reconlab.node_id"]
         assert [m.step for m in c.get_metric_history(t.info.run_id, "psnr")] == [20, 40, 60]
         assert {"noisy.png", "best_fit.png", "stop.png", "oracle.png"} <= {a.path for a in c.list_artifacts(
             t.info.run_id)}

@@ -423,3 +423,39 @@ def test_trial_runs_repeat_the_sweep_run_s_source_and_dataset_and_the_experiment
     assert tracking.EXPERIMENT_KIND[0] not in c.get_experiment(old).tags
     assert tracking.experiment_id(c, "old", storage_dir=str(d), uri=uri) == old
     assert c.get_experiment(old).tags[tracking.EXPERIMENT_KIND[0]] == "custom_model_development"
+
+
+def test_a_trial_s_nodes_become_tags_of_its_run_and_a_move_is_recorded(sweep):
+    """The Ray node of each result (``sweep.nodes``) reaches the trial's run:
+    the node it is on, and every node it ran on when it moved (a retry on
+    another node after its node died)."""
+    from reconlab.sweep.nodes import TAG_NODE_ID, TAG_NODE_IP, TAG_NODES, node_change
+
+    d, uri, c, exp, parent = sweep
+    s = spool.Spool(str(d / spool.SPOOL_FILE), uri, exp, parent, "acc")
+    seen = {}
+    s.start("t", "trial_t", {"lr": 0.1}, "fn")
+    for step, node in enumerate(["n1", "n1", "n2", "n2"], 1):
+        tags = node_change(seen, "t", {"node_id": node, "node_ip": "10.0.0." + node[-1], "acc": step})
+        assert (tags is None) == (step in (2, 4))  # a tag line only when the node changes
+        if tags:
+            s.tags("t", tags)
+        s.metrics("t", step, {"acc": step / 10})
+    s.end("t", "FINISHED", None)
+    assert s.flush(60)
+    s.close()
+    (r,) = trial_runs(c, exp, parent).values()
+    assert r.data.tags[TAG_NODES] == "n1,n2" and r.data.tags[TAG_NODE_ID] == "n2"
+    assert r.data.tags[TAG_NODE_IP] == "10.0.0.2" and history(c, r.info.run_id) == [1, 2, 3, 4]
+    assert node_change(seen, "t", {"acc": 1}) is None  # a result without a node (an old trainable)
+
+
+@pytest.mark.parametrize("line", [
+    {"op": "tags", "trial": "t", "tags": {"reconlab.node_id": 3}},
+    {"op": "tags", "trial": "t", "tags": {}},
+    {"op": "tags", "trial": "t", "tags": "reconlab.node_id=x"},
+    {"op": "tags", "tags": {"reconlab.node_id": "x"}},
+])
+def test_a_malformed_tags_line_is_refused(line):
+    assert spool.check_line(line) == "malformed tags line"
+    assert spool.check_line({"op": "tags", "trial": "t", "tags": {"reconlab.node_id": "x"}}) is None

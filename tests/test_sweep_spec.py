@@ -173,6 +173,11 @@ BAD = [
     ("malformed", "name: [unclosed\n", "malformed YAML at line"),
     ("bad smoke key", GOOD.replace("smoke: {num_samples: 1", "smoke: {samples: 1"), "key 'smoke.samples'"),
     ("negative resources", GOOD + "resources_per_trial: {cpu: -1}\n", "key 'resources_per_trial'"),
+    ("custom CPU", GOOD + "resources_per_trial: {custom: {CPU: 1}}\n", "key 'resources_per_trial.custom.CPU' = 1.0"),
+    ("custom not a mapping", GOOD + "resources_per_trial: {custom: [a]}\n",
+     "key 'resources_per_trial.custom' = ['a']: expected a mapping"),
+    ("custom amount a string", GOOD + "resources_per_trial: {custom: {gpu_slot: one}}\n",
+     "key 'resources_per_trial.custom.gpu_slot' = 'one': expected a number"),
 ]
 
 
@@ -183,6 +188,19 @@ def test_bad_spec_names_file_key_and_value(tmp_path, case, text, message):
         load(p)
     line = str(e.value)
     assert "\n" not in line and line.startswith(p) and message in line
+
+
+def test_custom_resources_bind_and_reach_the_trial_s_bundle(tmp_path):
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    from reconlab.sweep.runner import trial_resources
+
+    spec = load(write(tmp_path, GOOD + "resources_per_trial: {cpu: 1, custom: {gpu_slot: 1, accelerator_type:A10G: 0.001}}\n"))
+    assert spec.resources_per_trial.custom == {"gpu_slot": 1.0, "accelerator_type:A10G": 0.001}
+    (bundle,) = resource_dict_to_pg_factory(trial_resources(spec.resources_per_trial)).bundles  # what Tune reserves
+    assert bundle == {"CPU": 1.0, "gpu_slot": 1.0, "accelerator_type:A10G": 0.001}
+    plain = load(write(tmp_path, GOOD)).resources_per_trial
+    assert plain.custom == {} and trial_resources(plain) == {"cpu": 1.0, "gpu": 0.0}
 
 
 def test_missing_file(tmp_path):

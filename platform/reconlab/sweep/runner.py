@@ -156,6 +156,15 @@ def trial_concurrency(cpu: float, gpu: float, custom: dict[str, float] | None = 
     return max(1, min(limits) if limits else 1)
 
 
+def trial_resources(res) -> dict[str, float]:
+    """The Ray resources one trial holds (``tune.with_resources``): its CPUs,
+    GPUs and any custom resources (``resources_per_trial.custom``)."""
+    resources = {"cpu": res.cpu, "gpu": res.gpu, **res.custom}
+    if res.cpu == 0 and res.gpu == 0 and not res.custom:  # Tune needs a non-empty bundle: a token of memory
+        resources["memory"] = 1 << 20
+    return resources
+
+
 def train_concurrency(spec, trial_cls) -> int:
     """Trials at once when each trial's Tune function only waits while its
     TorchTrainer's workers (``num_workers`` x ``cpus_per_worker`` CPUs, or a
@@ -317,13 +326,10 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     # them was most of the driver's time per result)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     res = spec.resources_per_trial
-    resources = {"cpu": res.cpu, "gpu": res.gpu, **res.custom}
-    if res.cpu == 0 and res.gpu == 0 and not res.custom:  # Tune needs a non-empty bundle: a token of memory
-        resources["memory"] = 1 << 20
     # a checkpoint deleted before Tune's saved state caught up is not a lost
     # trial; each result names its Ray node (the trial run's node tags)
     trainable.__mixins__ = (RestoreFromNewest, ReportNode)
-    trainable = tune.with_resources(trainable, resources)
+    trainable = tune.with_resources(trainable, trial_resources(res))
     spool = Spool(sweep.spool_path, uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts, lock=sweep.lock)
     sweep.lock = None  # the spool holds it now, and releases it on close
     register_spool(spool)
