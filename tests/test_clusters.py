@@ -165,6 +165,8 @@ def test_the_runtime_envs_install_every_dependency_but_ray():
         assert deps <= names_of(pip), sorted(deps - names_of(pip))
         assert "ray" not in names_of(pip)  # the image's Ray, never a second one
     assert env["pip"] == standalone["pip"]
+    # Train workers ask for GPUs although the CPU-only head sees none (training.launch.want_gpu)
+    assert env["env_vars"] == standalone["env_vars"] == {"RECONLAB_USE_GPU": "1"}
 
 
 def test_a_misspelt_or_mistyped_kuberay_field_is_caught():

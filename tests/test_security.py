@@ -40,7 +40,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ANY_ADDRESS = ".".join("0" * 4)  # spelled so that this file does not match itself
 # Text where a server's command line may appear: code, Makefile, README, docs, cluster configs.
 TEXT_FILES = ["Makefile", "README.md", *sorted(glob.glob(os.path.join(REPO, "docs", "*.md"))),
-              *sorted(glob.glob(os.path.join(REPO, "clusters", "*")))]
+              *sorted(p for p in glob.glob(os.path.join(REPO, "clusters", "*")) if os.path.isfile(p))]
 
 # Files that are unpickled on purpose, and why that is not a user-supplied path.
 PICKLE_ALLOWED = {

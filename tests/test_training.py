@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from reconlab import tracking
 from reconlab.models import load_model_dir
@@ -63,3 +64,20 @@ def load_model_state_keys():
 
     return build("classifier_small").state_dict().keys()
 
+
+
+def test_train_workers_ask_for_a_gpu_when_told_or_when_there_is_one(ray_local, monkeypatch):
+    """A CPU-only head launching training on an autoscaling GPU cluster sees
+    no GPU yet: RECONLAB_USE_GPU decides there, and the jobs forward it to
+    every node; otherwise a GPU here or in the cluster does."""
+    import ray
+
+    from reconlab.sweep.runner import FORWARDED_ENV
+    from reconlab.training.launch import USE_GPU_ENV, want_gpu
+
+    assert USE_GPU_ENV in FORWARDED_ENV
+    monkeypatch.delenv(USE_GPU_ENV, raising=False)
+    assert want_gpu() == (torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) > 0)
+    for value, expected in (("1", True), ("yes", True), ("0", False), ("false", False)):
+        monkeypatch.setenv(USE_GPU_ENV, value)
+        assert want_gpu() is expected

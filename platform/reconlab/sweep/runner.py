@@ -91,6 +91,9 @@ def sweep_job(args, spec, *, uri: str, storage_dir: str, experiment: str, setup:
     return grid, sweep
 
 
+FORWARDED_ENV = ("RECONLAB_USE_GPU",)  # training.launch.USE_GPU_ENV
+
+
 def init_ray(*, num_cpus: int | None = None) -> None:
     """Connect to the cluster the job runs on (``ray job submit`` / RAY_ADDRESS)
     or start a local runtime. On a cluster the package ships with the job
@@ -106,7 +109,10 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if remote:
-        ray.init(runtime_env={"py_modules": [pkg_dir]}, log_to_driver=True)
+        # the settings the job's processes read on other nodes travel with it
+        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        ray.init(runtime_env={"py_modules": [pkg_dir], **({"env_vars": env_vars} if env_vars else {})},
+                 log_to_driver=True)
     else:
         # A local runtime is this job's alone, so its workers compute at the
         # driver's priority: at Ray's default niceness (15) they yield to any

@@ -20,7 +20,7 @@ def fit_torch(loop: Callable[[dict], None], spec, *, dataset: str, data_root: st
     from ray.train.torch import TorchTrainer
 
     if use_gpu is None:
-        use_gpu = torch.cuda.is_available()
+        use_gpu = want_gpu()
     trainer = TorchTrainer(
         loop,
         train_loop_config={"spec": dataclasses.asdict(spec), "dataset": dataset, "data_root": data_root,
@@ -31,6 +31,29 @@ def fit_torch(loop: Callable[[dict], None], spec, *, dataset: str, data_root: st
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     return trainer.fit()
+
+
+def want_gpu() -> bool:
+    """Whether Ray Train workers ask for a GPU each: ``RECONLAB_USE_GPU``
+    (1/0) when set, else whether this process sees a GPU or the cluster has
+    one. The process that launches training may be a CPU-only head node, and
+    an autoscaling cluster may have no GPU worker yet: there set
+    ``RECONLAB_USE_GPU=1`` (the jobs forward it to every node)."""
+    import os
+
+    forced = os.environ.get(USE_GPU_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes"):
+        return True
+    if forced in ("0", "false", "no"):
+        return False
+    if torch.cuda.is_available():
+        return True
+    import ray
+
+    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
+USE_GPU_ENV = "RECONLAB_USE_GPU"
 
 
 def worker_start(config: dict, spec_cls):
