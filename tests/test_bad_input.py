@@ -31,13 +31,14 @@ from jobutil import REPO, run_job  # noqa: E402
 pytestmark = pytest.mark.slow
 
 INV, XOR, DD, CT = "inversion_sweep.py", "xor_decryption.py", "deep_decoder_sweep.py", "ct_case_study.py"
-ADV, DEN = "adversarial_sweep.py", "denoise_sweep.py"
+ADV, DEN, PROTO = "adversarial_sweep.py", "denoise_sweep.py", "prototype_sweep.py"
 INV_YAML = "name: x\nmetric: verifier_acc\n"
 XOR_YAML = "name: x\nmetric: test_psnr\n"
 DD_YAML = "name: x\nmetric: psnr_best_fit\n"
 CT_YAML = "name: x\nmetric: psnr_val\n"
 ADV_YAML = "name: x\nmetric: damage\n"
 DEN_YAML = "name: x\nmetric: objective\n"
+PROTO_YAML = "name: x\nmetric: f1\n"
 
 
 # ----------------------------------------------------------------- data files
@@ -341,6 +342,10 @@ CASES = [
     Case("FGSM eps outside [0, 1]", ADV, ADV_YAML + "search:\n  point: {type: choice, values: [fgsm 0.1, fgsm 1.5]}\n",
          message="space.yaml, key 'search.point.values[1]' = 'fgsm 1.5': point 'fgsm 1.5': the level must be in [0, 1]",
          example="`point: ... [fgsm 0.1, fgsm 1.5]`"),
+    Case("RGB patches for the prototype heads", PROTO, PROTO_YAML + "dataset: natural\n",
+         message="key 'dataset' = 'natural (3, 32, 32)': needs 28x28 single-channel digits", example="`dataset: natural`"),
+    Case("prototypes in one dimension", PROTO, PROTO_YAML + "fixed: {dim: 1}\n",
+         message="dim must be >= 2", example="`fixed: {dim: 1}`"),
     Case("RGB patches for the report's classifier", ADV, ADV_YAML + "dataset: natural\n",
          message="key 'dataset' = 'natural (3, 32, 32)': the report's classifier takes 28x28 single-channel digits",
          example="`dataset: natural`"),

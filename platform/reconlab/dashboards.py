@@ -58,6 +58,8 @@ FAMILIES = [
            "one-pixel, DAG; and PGD", "python jobs/adversarial_sweep.py --denoisers-from reconlab-denoise"),
     Family("deep-decoder", "Untrained networks: deep decoder and deep image prior", "Heckel & Hand; Ulyanov et al.",
            "python jobs/deep_decoder_sweep.py"),
+    Family("prototypes", "Prototype heads: hyperspherical and hyperbolic (Tables 4.1/4.2)", "the thesis, chapter 4: "
+           "Mettes et al.; Ghadimi Atigh et al.", "python jobs/prototype_sweep.py"),
 ]
 
 

@@ -59,3 +59,17 @@ def verifier_scores(verifier: torch.nn.Module, x: torch.Tensor, target: torch.Te
     verifier.eval()
     probs = verifier(x).softmax(1)
     return {"hit": (probs.argmax(1) == target).float(), "conf": probs.gather(1, target[:, None]).squeeze(1)}
+
+
+def macro_prf(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Macro-averaged precision, recall and F1 (the thesis's Tables 4.1/4.2):
+    per class from the confusion counts, then the plain mean over classes (a
+    class never predicted has precision 0, as scikit-learn's zero_division=0)."""
+    idx = target.long() * num_classes + pred.long()
+    cm = torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).double()
+    tp = cm.diag()
+    precision = torch.where(cm.sum(0) > 0, tp / cm.sum(0).clamp_min(1), torch.zeros_like(tp))
+    recall = torch.where(cm.sum(1) > 0, tp / cm.sum(1).clamp_min(1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12),
+                     torch.zeros_like(tp))
+    return {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())}

@@ -119,10 +119,17 @@ def _adversarial_artifacts(ref: dict) -> dict[str, bytes]:
     return artifacts_of(ref)
 
 
+def _prototypes_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.prototypes_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
 # The artifact renderers a spool header may name (as ``models.BUILDERS`` names
 # model builders): a finished trial's files from its ``end`` line's ``ref``.
 RENDERERS = {"inversion": _inversion_artifacts, "xor": _xor_artifacts, "deep_decoder": _deep_decoder_artifacts,
-             "ct": _ct_artifacts, "denoise": _denoise_artifacts, "adversarial": _adversarial_artifacts}
+             "ct": _ct_artifacts, "denoise": _denoise_artifacts, "adversarial": _adversarial_artifacts,
+             "prototypes": _prototypes_artifacts}
 
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _PARENT_FILE = re.compile(rf"^{PARENT_FILES}/[0-9]+\.bin$")

@@ -33,20 +33,35 @@ class TrainSpec:
     fgsm_eps: float = 0.0  # > 0 turns on FGSM adversarial training
     fgsm_alpha: float = 0.5
     seed: int = 0
+    # prototype heads (thesis ch. 4; models.prototypes): builder classifier_prototype
+    geometry: Literal["sphere", "hyperbolic"] = "sphere"
+    proto_dim: int = 3
+    placement_seed: int = 0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs, batch_size and lr must be positive")
         if not 0.0 <= self.fgsm_alpha <= 1.0 or self.fgsm_eps < 0:
             raise ValueError("fgsm_alpha must be in [0, 1] and fgsm_eps >= 0")
+        if self.builder == "classifier_prototype" and (self.proto_dim < 2 or self.fgsm_eps > 0):
+            raise ValueError("a prototype classifier needs proto_dim >= 2 and no FGSM training")
 
     def digest(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        fields = dataclasses.asdict(self)
+        if self.builder != "classifier_prototype":  # a softmax head's digest as before prototype heads existed
+            for k in PROTOTYPE_FIELDS:
+                del fields[k]
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def model_kwargs(self) -> dict:
+        if self.builder == "classifier_prototype":
+            return {"width": self.width, "dim": self.proto_dim, "geometry": self.geometry,
+                    "placement_seed": self.placement_seed}
         return {"width": self.width}
 
+
+PROTOTYPE_FIELDS = ("geometry", "proto_dim", "placement_seed")
 
 # The thesis's variants. The verifier differs in architecture, width and seed.
 VARIANTS: dict[str, TrainSpec] = {
@@ -75,6 +90,26 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     return correct / max(len(x), 1)
 
 
+@torch.no_grad()
+def evaluate(model, x, y, batch_size: int = 512) -> dict[str, float]:
+    """Test accuracy, macro precision / recall / F1, and for a prototype head
+    its prototypes' largest pairwise cosine and its gap to the best possible."""
+    from reconlab.metrics import macro_prf
+    from reconlab.models.prototypes import best_max_cosine, max_cosine
+
+    model.eval()
+    scores = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    pred = scores.argmax(1)
+    out = {"test_acc": (pred == y).float().mean().item() if len(y) else 0.0, **macro_prf(pred, y, scores.shape[1])}
+    protos = getattr(getattr(model, "module", model), "prototypes", None)
+    if protos is not None:
+        out["max_cos"] = max_cosine(protos.double().cpu())
+        best = best_max_cosine(*protos.shape)
+        if best is not None:
+            out["max_cos_gap"] = out["max_cos"] - best
+    return out
+
+
 def train_epoch(model, opt, x, y, spec: TrainSpec, epoch: int, rank: int, world: int, device) -> float:
     """One epoch over a seeded permutation; each global batch is split across
     ranks (rank r takes every world-th sample), so N workers see the same
@@ -94,6 +129,8 @@ def train_epoch(model, opt, x, y, spec: TrainSpec, epoch: int, rank: int, world:
             logits = model(torch.cat([xb, x_adv]))  # one forward through DDP
             clean, adv = logits.split(len(xb))
             loss = spec.fgsm_alpha * F.cross_entropy(clean, yb) + (1 - spec.fgsm_alpha) * F.cross_entropy(adv, yb)
+        elif hasattr(inner, "prototype_loss"):  # a prototype head: its geometry's loss on the embedding
+            loss = inner.prototype_loss(model(xb, embed=True), yb)
         else:
             loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
@@ -134,7 +171,7 @@ def train_loop_per_worker(config: dict) -> None:
         last = epoch == spec.epochs - 1
         if not last and (epoch + 1) % every:
             continue
-        metrics = {"epoch": epoch, "train_loss": loss, "test_acc": accuracy(model, x_test, y_test)}
+        metrics = {"epoch": epoch, "train_loss": loss, **evaluate(model, x_test, y_test)}
         if last and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 save_model_dir(tmp, getattr(model, "module", model), spec)
@@ -154,9 +191,11 @@ def fit_classifier(
     name: str,
     callbacks: list | None = None,
     threads: int | None = None,
+    cpus_per_worker: int = 1,
 ):
     """Train one classifier with Ray Train (``training.launch.fit_torch``); returns the Ray Train Result."""
     from reconlab.training.launch import fit_torch
 
     return fit_torch(train_loop_per_worker, spec, dataset=dataset, data_root=data_root, num_workers=num_workers,
-                     use_gpu=use_gpu, storage_path=storage_path, name=name, callbacks=callbacks, threads=threads)
+                     use_gpu=use_gpu, storage_path=storage_path, name=name, callbacks=callbacks, threads=threads,
+                     cpus_per_worker=cpus_per_worker)
