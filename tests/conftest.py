@@ -9,6 +9,7 @@ import torch
 torch.set_num_threads(2)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")  # as the jobs' init_ray sets it
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
