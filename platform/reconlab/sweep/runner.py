@@ -111,8 +111,8 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray Train's controller polls its workers every 2 s by default, so each
     # fit idles to the next poll at its start, reports and end: at 0.25 s a
-    # 2-epoch classifier fit took 12.6-17.0 s instead of 18.4-23.2 s
-    # (docs/results.md). Workers inherit it from a local runtime; on a
+    # 2-epoch classifier fit takes 0.77x the time (bench/train_poll.py).
+    # Workers inherit it from a local runtime; on a
     # cluster it travels in the job's runtime env (FORWARDED_ENV).
     os.environ.setdefault(TRAIN_POLL_ENV, "0.25")
     if remote:
