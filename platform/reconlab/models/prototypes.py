@@ -163,10 +163,10 @@ class PrototypeNet(nn.Module):
 
 @register
 def classifier_prototype(width: int = 16, hidden: int = 128, dim: int = 3, geometry: str = "sphere",
-                         num_classes: int = 10, placement_seed: int = 0, prototypes: list | None = None):
+                         num_classes: int = 10, placement_seed: int = 0):
     """The thesis's small CNN with a ``dim``-dimensional output and
-    ``num_classes`` prototypes (given, or placed from ``placement_seed``)."""
+    ``num_classes`` prototypes placed from ``placement_seed``."""
     from reconlab.models.classifier import SmallCNN
 
-    p = torch.tensor(prototypes) if prototypes is not None else place_prototypes(num_classes, dim, seed=placement_seed)
+    p = place_prototypes(num_classes, dim, seed=placement_seed)
     return PrototypeNet(SmallCNN(width=width, hidden=hidden, num_classes=dim), p, geometry)

@@ -124,18 +124,14 @@ def _relay(defended: bool):
     return Relay()
 
 
-def checkpoint_dir_of(last_metrics: dict | None) -> str | None:
-    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
-
-    return (last_metrics or {}).get(CHECKPOINT_PATH_KEY)
-
-
 def load_result(last_metrics: dict | None) -> dict | None:
     """The per-image scores the last epoch stored (None if the trial never finished)."""
     import torch
     from ray.train import Checkpoint
 
-    path = checkpoint_dir_of(last_metrics)
+    from reconlab.training.launch import reported_checkpoint
+
+    path = reported_checkpoint(last_metrics)
     if not path:
         return None
     with Checkpoint(path).as_directory() as d:
@@ -160,18 +156,9 @@ def files_of(result: dict) -> dict[str, bytes]:
 def artifacts_of(ref: dict) -> dict[str, bytes]:
     """The sweep's artifacts hook (``spool.RENDERERS['denoise']``): the
     figure, the scores and the model files from the trial's last checkpoint."""
-    from ray.train import Checkpoint
+    from reconlab.training.launch import checkpoint_files
 
-    path = checkpoint_dir_of(ref.get("last_result"))
-    if not path:
-        return {}
-    out = {}
-    with Checkpoint(path).as_directory() as d:
-        for name in ("model.json", "state_dict.pt"):
-            f = os.path.join(d, name)
-            if os.path.exists(f):
-                with open(f, "rb") as fh:
-                    out[f"model/{name}"] = fh.read()
+    out = checkpoint_files(ref.get("last_result"))
     result = load_result(ref.get("last_result"))
     if result is not None:
         out.update(files_of(result))

@@ -67,17 +67,6 @@ def tune_trainable(config: dict, shared: dict) -> None:
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
     """The model files of a finished trial's last Train checkpoint."""
-    from ray.train import Checkpoint
-    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+    from reconlab.training.launch import checkpoint_files
 
-    path = (ref.get("last_result") or {}).get(CHECKPOINT_PATH_KEY)
-    if not path:
-        return {}
-    out = {}
-    with Checkpoint(path).as_directory() as d:
-        for name in ("model.json", "state_dict.pt"):
-            f = os.path.join(d, name)
-            if os.path.exists(f):
-                with open(f, "rb") as fh:
-                    out[f"model/{name}"] = fh.read()
-    return out
+    return checkpoint_files(ref.get("last_result"))

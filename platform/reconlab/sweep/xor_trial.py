@@ -64,22 +64,11 @@ def tune_trainable(config: dict, shared: dict) -> None:
 
 def checkpoint_files(last_metrics: dict | None) -> dict[str, bytes]:
     """The figure and the model files from the Train checkpoint a trial
-    reported last (``TuneReportCallback`` puts its path in the metrics)."""
-    from ray.train import Checkpoint
-    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+    reported last."""
+    from reconlab.training.launch import MODEL_FILES
+    from reconlab.training.launch import checkpoint_files as files
 
-    path = (last_metrics or {}).get(CHECKPOINT_PATH_KEY)
-    if not path:
-        return {}
-    out = {}
-    with Checkpoint(path).as_directory() as d:
-        for name, dest in ((FIGURE, FIGURE), ("model.json", "model/model.json"),
-                           ("state_dict.pt", "model/state_dict.pt")):
-            f = os.path.join(d, name)
-            if os.path.exists(f):
-                with open(f, "rb") as fh:
-                    out[dest] = fh.read()
-    return out
+    return files(last_metrics, {FIGURE: FIGURE, **MODEL_FILES})
 
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:

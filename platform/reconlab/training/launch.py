@@ -33,6 +33,38 @@ def fit_torch(loop: Callable[[dict], None], spec, *, dataset: str, data_root: st
     return trainer.fit()
 
 
+MODEL_FILES = {"model.json": "model/model.json", "state_dict.pt": "model/state_dict.pt"}  # save_model_dir's
+
+
+def reported_checkpoint(last_metrics: dict | None) -> str | None:
+    """The Ray Train checkpoint a Tune trial reported last (``TuneReportCallback``
+    puts its path in the metrics); None before any."""
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    return (last_metrics or {}).get(CHECKPOINT_PATH_KEY)
+
+
+def checkpoint_files(last_metrics: dict | None, names: dict[str, str] = MODEL_FILES) -> dict[str, bytes]:
+    """The files ``names`` ({file in the checkpoint: artifact name}) of the
+    Train checkpoint a trial reported last, those present; by default the
+    model (``model/model.json``, ``model/state_dict.pt``)."""
+    import os
+
+    from ray.train import Checkpoint
+
+    path = reported_checkpoint(last_metrics)
+    if not path:
+        return {}
+    out = {}
+    with Checkpoint(path).as_directory() as d:
+        for name, dest in names.items():
+            f = os.path.join(d, name)
+            if os.path.exists(f):
+                with open(f, "rb") as fh:
+                    out[dest] = fh.read()
+    return out
+
+
 def want_gpu() -> bool:
     """Whether Ray Train workers ask for a GPU each: ``RECONLAB_USE_GPU``
     (1/0) when set, else whether this process sees a GPU or the cluster has
