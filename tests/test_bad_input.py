@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 INV, XOR, DD, CT = "inversion_sweep.py", "xor_decryption.py", "deep_decoder_sweep.py", "ct_case_study.py"
 ADV, DEN, PROTO = "adversarial_sweep.py", "denoise_sweep.py", "prototype_sweep.py"
+THESIS = "thesis_comparison.py"
 INV_YAML = "name: x\nmetric: verifier_acc\n"
 XOR_YAML = "name: x\nmetric: test_psnr\n"
 DD_YAML = "name: x\nmetric: psnr_best_fit\n"
@@ -39,6 +40,7 @@ CT_YAML = "name: x\nmetric: psnr_val\n"
 ADV_YAML = "name: x\nmetric: damage\n"
 DEN_YAML = "name: x\nmetric: objective\n"
 PROTO_YAML = "name: x\nmetric: f1\n"
+THESIS_YAML = "name: x\nmetric: acc_task1\n"
 
 
 # ----------------------------------------------------------------- data files
@@ -346,6 +348,16 @@ CASES = [
          message="key 'dataset' = 'natural (3, 32, 32)': needs 28x28 single-channel digits", example="`dataset: natural`"),
     Case("prototypes in one dimension", PROTO, PROTO_YAML + "fixed: {dim: 1}\n",
          message="dim must be >= 2", example="`fixed: {dim: 1}`"),
+    # ---- the paired comparison
+    Case("an unknown training recipe", THESIS, THESIS_YAML + "fixed: {recipes: [sgd, rmsprop]}\n",
+         message="key 'fixed.recipes' = ['sgd', 'rmsprop']: recipes must be distinct values from",
+         example="`fixed: {recipes: [sgd, rmsprop]}`"),
+    Case("the BN prior on the plain CNN only", THESIS, THESIS_YAML + "fixed: {objective: tv_l2_bn, archs: [plain]}\n",
+         message="no classifier to invert: objective tv_l2_bn needs BatchNorm layers", example="`archs: [plain]`"),
+    Case("a negative sweep seed", THESIS, THESIS_YAML, ("--seed", "-1"), "key '--seed' = -1: must be in [0, ",
+         "`--seed -1`"),
+    Case("the images' seed as a trial value", THESIS, THESIS_YAML + "fixed: {seed: 3}\n",
+         message="key 'fixed.seed': the images' seed is the sweep seed", example="`fixed: {seed: 3}`"),
     Case("RGB patches for the report's classifier", ADV, ADV_YAML + "dataset: natural\n",
          message="key 'dataset' = 'natural (3, 32, 32)': the report's classifier takes 28x28 single-channel digits",
          example="`dataset: natural`"),

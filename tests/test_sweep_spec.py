@@ -46,7 +46,7 @@ def test_good_spec_binds_and_smoke_overrides(tmp_path):
 
 def test_shipped_search_spaces_validate(repo):
     from reconlab.sweep import (adversarial_trial, ct_trial, deep_decoder_trial, denoise_trial, inversion_trial,
-                                prototypes_trial, xor_trial)
+                                prototypes_trial, thesis_trial, xor_trial)
 
     families = {"inversion": (inversion_trial.InversionTrialConfig, inversion_trial.METRICS),
                 "xor": (xor_trial.XorTrialConfig, xor_trial.METRICS),
@@ -54,12 +54,13 @@ def test_shipped_search_spaces_validate(repo):
                 "ct": (ct_trial.CTTrialConfig, ct_trial.METRICS),
                 "denoise": (denoise_trial.DenoiseTrialConfig, denoise_trial.METRICS),
                 "adversarial": (adversarial_trial.AdversarialTrialConfig, adversarial_trial.METRICS),
-                "prototypes": (prototypes_trial.PrototypeTrialConfig, prototypes_trial.METRICS)}
+                "prototypes": (prototypes_trial.PrototypeTrialConfig, prototypes_trial.METRICS),
+                "thesis": (thesis_trial.ThesisTrialConfig, thesis_trial.METRICS)}
     d = os.path.join(repo, "search_spaces")
     files = sorted(os.listdir(d))
     assert {"inversion.yaml", "xor.yaml", "xor_moonshot.yaml", "deep_decoder.yaml",
             "deep_decoder_compression.yaml", "deep_decoder_paper.yaml", "ct.yaml", "ct_phantoms.yaml", "denoise.yaml",
-            "adversarial.yaml", "prototypes.yaml"} <= set(files)
+            "adversarial.yaml", "prototypes.yaml", "thesis.yaml"} <= set(files)
     for f in files:
         family = max((k for k in families if f.startswith(k)), key=len)
         cls, metrics = families[family]

@@ -60,6 +60,8 @@ FAMILIES = [
            "python jobs/deep_decoder_sweep.py"),
     Family("prototypes", "Prototype heads: hyperspherical and hyperbolic (Tables 4.1/4.2)", "the thesis, chapter 4: "
            "Mettes et al.; Ghadimi Atigh et al.", "python jobs/prototype_sweep.py"),
+    Family("thesis", "The thesis's classifiers, compared paired", "the thesis, chapters 2-4: SGD vs Adam vs FGSM, "
+           "plain vs BatchNorm CNN, softmax vs prototype heads, over classifier seeds", "python jobs/thesis_comparison.py"),
 ]
 
 

@@ -54,3 +54,35 @@ def paired_interval(a: Sequence[float], b: Sequence[float], confidence: float = 
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
     return PairedInterval(mean, mean - half, mean + half, n, confidence)
+
+
+def paired_bootstrap(d, *, confidence: float = 0.95, n_boot: int = 4000, seed: int = 0) -> PairedInterval:
+    """Percentile interval of the mean paired difference ``d`` (groups x
+    items: e.g. classifier seeds x images, each entry a_gi - b_gi measured on
+    the same image with classifiers of the same seed), by a two-level
+    bootstrap: groups resampled with replacement, then items with
+    replacement (the same items for every group, since the items are
+    shared). Both sources of variation, which classifiers were trained and
+    which images were drawn, widen the interval. ``n`` counts the entries."""
+    import numpy as np
+
+    d = np.asarray(d, dtype=float)
+    if d.ndim != 2:
+        raise ValueError(f"d must be 2-D (groups x items), got shape {d.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    g, n = d.shape
+    if g * n == 0:
+        return PairedInterval(math.nan, -math.inf, math.inf, 0, confidence)
+    mean = float(d.mean())
+    if g * n < 2:
+        return PairedInterval(mean, -math.inf, math.inf, g * n, confidence)
+    rng = np.random.default_rng(seed)
+    gi = rng.integers(0, g, size=(n_boot, g))
+    ii = rng.integers(0, n, size=(n_boot, n))
+    # mean over the resampled groups and items: the per-group means of resampled items, averaged
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        stats[b] = d[gi[b]][:, ii[b]].mean()
+    lo, hi = np.quantile(stats, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return PairedInterval(mean, float(lo), float(hi), g * n, confidence)

@@ -411,6 +411,33 @@ def train_report_callback(uri: str, run_id: str, step_key: str = "epoch"):
     return _MlflowTrainReport()
 
 
+def roster_report_callback(uri: str, run_ids: dict[str, str], step_key: str = "epoch"):
+    """``train_report_callback`` for a Ray Train run that trains several models
+    one after another (``training.classifier.train_roster_per_worker``):
+    each report goes to the run of the model it names."""
+    from ray.train import UserCallback
+
+    from reconlab.training.classifier import ROSTER_KEY
+
+    class _MlflowRosterReport(UserCallback):
+        def __init__(self):
+            self._client = None
+
+        def after_report(self, run_context, metrics, checkpoint):
+            m = metrics[0]
+            run_id = run_ids.get(m.get(ROSTER_KEY))
+            if run_id is None:
+                return
+            if self._client is None:
+                self._client = client(uri)
+            self._client.log_batch(run_id, metrics=metrics_of(m, int(m.get(step_key, 0))))
+
+        def __getstate__(self):
+            return {"_client": None}
+
+    return _MlflowRosterReport()
+
+
 # --------------------------------------------------------------------------- sweeps
 
 DIVERGED = "diverged"  # a result key: the trial's loss went NaN/inf; its reason is under "diverged_reason"

@@ -25,13 +25,25 @@ def make_optimizer(name: str, params, lr: float):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def head_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier head's own objective towards ``target``, per image (b,),
+    and the class scores (b, k): cross entropy for a softmax head; for a
+    prototype head (``models.prototypes.PrototypeNet``) the loss it was
+    trained with towards the target's prototype: (1 - cos)^2 on the sphere,
+    the penalised Busemann loss to the target's ideal point in the ball."""
+    if hasattr(model, "prototype_loss"):
+        e = model(x, embed=True)
+        return model.prototype_loss(e, target, reduction="none"), model.scores(e)
+    logits = model(x)
+    return F.cross_entropy(logits, target, reduction="none"), logits
+
+
 def inversion_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, tv_weight: float, l2_weight: float,
                    bn_weight: float, bn_prior: BNStatsPrior | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image objective (b,) and logits (b, k)."""
     ctx = bn_prior if (bn_prior is not None and bn_weight > 0) else contextlib.nullcontext()
     with ctx:
-        logits = model(x)
-    loss = F.cross_entropy(logits, target, reduction="none")
+        loss, logits = head_loss(model, x, target)
     if tv_weight:
         loss = loss + tv_weight * tv(x)
     if l2_weight:
@@ -58,8 +70,9 @@ def invert(
     callback: Callable[[int, torch.Tensor, torch.Tensor, object], None] | None = None,
     callback_every: int = 0,
 ) -> torch.Tensor:
-    """x* = argmin_x CE(F(x), y) + tv_weight TV(x) + l2_weight ||x||^2 + bn_weight R_bn(x),
-    projected onto [0, 1] after every step.
+    """x* = argmin_x L(F(x), y) + tv_weight TV(x) + l2_weight ||x||^2 + bn_weight R_bn(x),
+    projected onto [0, 1] after every step; L is the head's own objective
+    (``head_loss``: cross entropy, or a prototype head's geometry loss).
 
     model: eval-mode classifier; target: (b,) class indices; x0: (b, c, h, w).
     ``callback(step, x, loss_per_image, optimizer)`` runs every

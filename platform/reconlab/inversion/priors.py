@@ -56,8 +56,10 @@ class BNStatsPrior:
     def _hook(self, module, inputs, _output):
         (f,) = inputs  # (b, c, h, w)
         if self.per_image:
-            mean = f.mean(dim=(2, 3))  # (b, c)
-            var = f.var(dim=(2, 3), unbiased=False)
+            g = f.flatten(2)  # (b, c, h w)
+            mean = g.mean(2)  # (b, c)
+            # E[f^2] - E[f]^2: 2.8x faster forward + backward than f.var(dim=(2, 3)) on CPU (bench/bn_prior.py)
+            var = (g * g).mean(2) - mean * mean
             r = (mean - module.running_mean).norm(dim=1) + (var - module.running_var).norm(dim=1)  # (b,)
         else:
             mean = f.mean(dim=(0, 2, 3))

@@ -23,8 +23,10 @@ class TaskBatch:
 
 
 def task_batch(sources: torch.Tensor, *, restarts: int, init_scale: float, seed: int,
-               num_classes: int = 10, task2: bool = True) -> TaskBatch:
-    """sources: (num_classes, c, h, w), one real image per class (task 2)."""
+               num_classes: int = 10, task2: bool = True, task2_per_source: int | None = None) -> TaskBatch:
+    """sources: (num_classes, c, h, w), one real image per class (task 2).
+    ``task2_per_source``: that many seeded random targets per source instead
+    of all num_classes - 1."""
     g = torch.Generator().manual_seed(seed)
     shape = sources.shape[1:]
     t1_target = torch.arange(num_classes).repeat(restarts)  # (10 R,)
@@ -34,6 +36,10 @@ def task_batch(sources: torch.Tensor, *, restarts: int, init_scale: float, seed:
         a, b = torch.meshgrid(torch.arange(num_classes), torch.arange(num_classes), indexing="ij")
         keep = a != b
         a, b = a[keep], b[keep]  # (90,)
+        if task2_per_source is not None and task2_per_source < num_classes - 1:
+            pick = torch.cat([torch.randperm(num_classes - 1, generator=g)[:task2_per_source] + i * (num_classes - 1)
+                              for i in range(num_classes)])
+            a, b = a[pick.sort().values], b[pick.sort().values]
         xs.append(sources[a])
         targets.append(b)
         tasks.append(torch.full_like(b, 2))

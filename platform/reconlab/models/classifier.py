@@ -28,6 +28,50 @@ class SmallCNN(nn.Module):
         return self.head(self.features((x - 0.5) / 0.5))
 
 
+class PlainCNN(nn.Module):
+    """The thesis's plain small CNN: SmallCNN's layers without BatchNorm and
+    without input normalisation (conv-ReLU-pool x2, MLP head; input in [0, 1])."""
+
+    def __init__(self, width: int = 16, hidden: int = 128, num_classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (b, w, 14, 14)
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (b, 2w, 7, 7)
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * 49, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class LeNet(nn.Module):
+    """LeNet-5's layout (5x5 convs 1->w->16 with max-pooling, FC 400->120->84);
+    a verifier of another architecture."""
+
+    def __init__(self, width: int = 6, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
+                                      nn.Conv2d(width, 16, 5), nn.ReLU(), nn.MaxPool2d(2))  # 14 -> 10 -> 5
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                  nn.Linear(84, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - 0.5) / 0.5))
+
+
+class MLP(nn.Module):
+    """Two hidden layers on the flattened image: a verifier with no convolution."""
+
+    def __init__(self, width: int = 256, num_classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Dropout(0.1),
+                                 nn.Linear(width, width), nn.ReLU(), nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - 0.5) / 0.5)
+
+
 class DeepCNN(nn.Module):
     """Three conv stages with two convs each; used as the independent verifier."""
 
@@ -77,3 +121,21 @@ def classifier_small(width: int = 16, hidden: int = 128, num_classes: int = 10) 
 def classifier_verifier(width: int = 24, num_classes: int = 10) -> nn.Module:
     """A wider, deeper, independently seeded classifier that scores inversions."""
     return DeepCNN(width=width, num_classes=num_classes)
+
+
+@register
+def classifier_plain(width: int = 16, hidden: int = 128, num_classes: int = 10) -> nn.Module:
+    """The thesis's plain small CNN (no BatchNorm, no input normalisation)."""
+    return PlainCNN(width=width, hidden=hidden, num_classes=num_classes)
+
+
+@register
+def classifier_lenet(width: int = 6, num_classes: int = 10) -> nn.Module:
+    """LeNet-5 layout: a verifier-ensemble member."""
+    return LeNet(width=width, num_classes=num_classes)
+
+
+@register
+def classifier_mlp(width: int = 256, num_classes: int = 10) -> nn.Module:
+    """A two-hidden-layer MLP: a verifier-ensemble member."""
+    return MLP(width=width, num_classes=num_classes)

@@ -151,7 +151,11 @@ class PrototypeNet(nn.Module):
         """Cosines to the prototypes; with ``embed`` the embedding itself (so
         a DDP-wrapped model's training forward still goes through DDP)."""
         e = self.embed(x)
-        return e if embed else F.normalize(e, dim=1) @ self.prototypes.T
+        return e if embed else self.scores(e)
+
+    def scores(self, e: torch.Tensor) -> torch.Tensor:
+        """Class scores of embeddings: the cosine to each prototype."""
+        return F.normalize(e, dim=1) @ self.prototypes.T
 
     def prototype_loss(self, e: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """The geometry's loss of embeddings ``e`` (``forward(x, embed=True)``)

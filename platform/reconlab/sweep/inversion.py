@@ -124,17 +124,17 @@ def summarize(grid, spec, variants):
 
 
 def findings(rows) -> list[str]:
-    acc = {r["variant"]: r.get("verifier_acc") for r in rows}
-    out = []
-    if isinstance(acc.get("sgd"), float) and isinstance(acc.get("adam"), float):
-        holds = acc["sgd"] > acc["adam"]
-        out.append(f"SGD inverts better than Adam (thesis ch. 2): {'HOLDS' if holds else 'DOES NOT HOLD'} "
-                   f"here ({acc['sgd']:.3f} vs {acc['adam']:.3f} verifier accuracy)")
-    if isinstance(acc.get("adam_fgsm"), float) and isinstance(acc.get("adam"), float):
-        holds = acc["adam_fgsm"] > acc["adam"]
-        out.append(f"FGSM training repairs Adam (thesis ch. 3): {'HOLDS' if holds else 'DOES NOT HOLD'} "
-                   f"here ({acc['adam_fgsm']:.3f} vs {acc['adam']:.3f})")
-    return out
+    """What the best trials show, without a verdict: each variant's best is
+    the maximum of its own noisy, unpaired search, so two maxima decide
+    nothing (``jobs/thesis_comparison.py`` judges the thesis's claims, paired
+    and with intervals)."""
+    acc = {r["variant"]: r.get("verifier_acc") for r in rows if isinstance(r.get("verifier_acc"), float)}
+    if len(acc) < 2:
+        return []
+    best = ", ".join(f"{v} {a:.3f}" for v, a in acc.items())
+    return [f"best verifier accuracy per variant (each the maximum of its own search, unpaired): {best}. "
+            f"Whether SGD inverts better than Adam (thesis ch. 2) or FGSM training repairs Adam (ch. 3) is judged "
+            f"paired, with intervals, by jobs/thesis_comparison.py"]
 
 
 def finish_parent(parent, rows, best, grid, spec):

@@ -32,6 +32,48 @@ def load_logged_model(c, run_id: str):
     return meta, state
 
 
+def _find_logged(c, exp_id: str, family: str, variant: str, spec, dataset):
+    """(meta, state_dict, run_id) of a finished run with this spec on this data, or None."""
+    tags = _tags(family, variant, spec, dataset)
+    for run in tracking.find_runs(c, exp_id, tags, status="FINISHED", max_results=5):
+        try:
+            meta, state = load_logged_model(c, run.info.run_id)
+        except Exception:  # artifacts missing: train afresh
+            continue
+        return meta, state, run.info.run_id
+    return None
+
+
+def _tags(family, variant, spec, dataset) -> dict:
+    return {tracking.TAG_FAMILY: family, tracking.TAG_VARIANT: variant, tracking.TAG_SPEC: spec.digest(),
+            tracking.TAG_DATA: dataset.fingerprint()}
+
+
+def _open_run(c, exp_id, family, variant, spec, dataset, data_root, num_workers) -> str:
+    """A new training run with its tags, dataset input and params; its id."""
+    run = c.create_run(exp_id, run_name=f"{family}-{variant}",
+                       tags={**_tags(family, variant, spec, dataset), **tracking.source_tags()})
+    c.log_inputs(run.info.run_id, datasets=[tracking.dataset_input(dataset.name, dataset.fingerprint(), data_root)])
+    c.log_batch(run.info.run_id, params=tracking.params_of({**dataclasses.asdict(spec), "variant": variant,
+                                                            "dataset": dataset.name, "num_workers": num_workers}))
+    return run.info.run_id
+
+
+def _close_run(c, run_id: str, model_dir: str, seconds: float):
+    """Log the model directory (``model.json`` + ``state_dict.pt``) and end the
+    run FINISHED; returns (meta, state_dict)."""
+    import json
+
+    c.log_artifacts(run_id, model_dir, artifact_path="model")
+    with open(os.path.join(model_dir, "model.json")) as f:
+        meta = json.load(f)
+    state = torch.load(os.path.join(model_dir, "state_dict.pt"), map_location="cpu", weights_only=True)
+    c.log_batch(run_id, metrics=tracking.metrics_of({"train_seconds": seconds}, 0))
+    c.set_tag(run_id, "reconlab.model_uri", model_uri(run_id))
+    c.set_terminated(run_id, "FINISHED")
+    return meta, state
+
+
 def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri: str, storage_dir: str,
                       num_workers: int = 1, use_gpu: bool | None = None, retrain: bool = False, log=print,
                       family: str = "classifier", fit=None):
@@ -43,21 +85,11 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
     if fit is None:
         from reconlab.training.classifier import fit_classifier as fit
 
-    tags = {tracking.TAG_FAMILY: family, tracking.TAG_VARIANT: variant, tracking.TAG_SPEC: spec.digest(),
-            tracking.TAG_DATA: dataset.fingerprint()}
-    if not retrain:
-        for run in tracking.find_runs(c, exp_id, tags, status="FINISHED", max_results=5):
-            try:
-                meta, state = load_logged_model(c, run.info.run_id)
-            except Exception:  # artifacts missing: train afresh
-                continue
-            log(f"reusing {family} '{variant}' from {model_uri(run.info.run_id)}")
-            return meta, state, run.info.run_id
-    run = c.create_run(exp_id, run_name=f"{family}-{variant}", tags={**tags, **tracking.source_tags()})
-    run_id = run.info.run_id
-    c.log_inputs(run_id, datasets=[tracking.dataset_input(dataset.name, dataset.fingerprint(), data_root)])
-    c.log_batch(run_id, params=tracking.params_of({**dataclasses.asdict(spec), "variant": variant,
-                                                   "dataset": dataset.name, "num_workers": num_workers}))
+    found = None if retrain else _find_logged(c, exp_id, family, variant, spec, dataset)
+    if found is not None:
+        log(f"reusing {family} '{variant}' from {model_uri(found[2])}")
+        return found
+    run_id = _open_run(c, exp_id, family, variant, spec, dataset, data_root, num_workers)
     log(f"training {family} '{variant}' with Ray Train ({num_workers} worker(s)) -> run {run_id}")
     t0 = time.time()
     try:
@@ -68,16 +100,8 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
         if result.error is not None:
             raise result.error
         with result.checkpoint.as_directory() as d:
-            c.log_artifacts(run_id, d, artifact_path="model")
-            with open(os.path.join(d, "model.json")) as f:
-                import json
-
-                meta = json.load(f)
-            state = torch.load(os.path.join(d, "state_dict.pt"), map_location="cpu", weights_only=True)
+            meta, state = _close_run(c, run_id, d, time.time() - t0)
         final = result.metrics or {}
-        c.log_batch(run_id, metrics=tracking.metrics_of({"train_seconds": time.time() - t0}, 0))
-        c.set_tag(run_id, "reconlab.model_uri", model_uri(run_id))
-        c.set_terminated(run_id, "FINISHED")
     except BaseException as e:
         c.set_tag(run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
         c.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
@@ -89,3 +113,86 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
 
 
 ensure_classifier = ensure_model  # the name the classifier jobs know it by
+
+
+def ensure_models(c, exp_id: str, specs: dict, *, dataset, data_root, uri: str, storage_dir: str,
+                  num_workers: int = 1, use_gpu: bool | None = None, retrain: bool = False, log=print,
+                  concurrency: int = 1, family: str = "classifier", config: dict | None = None) -> dict[str, tuple]:
+    """``ensure_model`` for many classifiers {name: TrainSpec}: each logged
+    one is reused; the rest are trained by ``concurrency`` Ray Train runs at
+    once, each training its share one after another
+    (``training.classifier.train_roster_per_worker``), so a worker group's
+    start-up (seconds) is paid once per run, not once per model. Every model
+    gets its own MLflow run, as ``ensure_model`` gives it. Returns {name:
+    (meta, state_dict, run_id)}. ``config``: more for the Train loop's config
+    (e.g. ``vae_models`` for intermediate classes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out, missing = {}, {}
+    for name, spec in specs.items():
+        found = None if retrain else _find_logged(c, exp_id, family, name, spec, dataset)
+        if found is not None:
+            log(f"reusing {family} '{name}' from {model_uri(found[2])}")
+            out[name] = found
+        else:
+            missing[name] = spec
+    if not missing:
+        return out
+    runs = {name: _open_run(c, exp_id, family, name, spec, dataset, data_root, num_workers)
+            for name, spec in missing.items()}
+    shares = _balanced(missing, max(1, min(concurrency, len(missing))))
+    log(f"training {len(missing)} {family} models with Ray Train in {len(shares)} run(s) at once "
+        f"({num_workers} worker(s) each): {', '.join(missing)}")
+
+    def fit_share(names: list[str]) -> dict[str, tuple]:
+        from reconlab.training.classifier import train_roster_per_worker
+        from reconlab.training.launch import fit_torch
+
+        t0 = time.time()
+        try:
+            result = fit_torch(train_roster_per_worker, missing[names[0]], dataset=dataset.name, data_root=data_root,
+                               num_workers=num_workers, use_gpu=use_gpu,
+                               storage_path=os.path.join(storage_dir, "train"),
+                               name=f"{family}-roster-{runs[names[0]][:8]}",
+                               callbacks=[tracking.roster_report_callback(uri, {n: runs[n] for n in names})],
+                               config={**(config or {}),
+                                       "roster": [[n, dataclasses.asdict(missing[n])] for n in names]})
+            if result.error is not None:
+                raise result.error
+            got = {}
+            with result.checkpoint.as_directory() as d:
+                for n in names:
+                    got[n] = (*_close_run(c, runs[n], os.path.join(d, n), time.time() - t0), runs[n])
+                    log(f"{family} '{n}': test acc {c.get_run(runs[n]).data.metrics.get('test_acc', float('nan')):.3f}")
+            return got
+        except BaseException as e:
+            for n in names:
+                if c.get_run(runs[n]).info.status == "RUNNING":
+                    c.set_tag(runs[n], "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
+                    c.set_terminated(runs[n], "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            raise
+
+    if len(shares) == 1:
+        out.update(fit_share(shares[0]))
+        return out
+    with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="fit") as pool:
+        for got in [f.result() for f in [pool.submit(fit_share, names) for names in shares]]:
+            out.update(got)
+    return {name: out[name] for name in specs}
+
+
+def _cost(spec) -> float:
+    """A model's relative training time: epochs, more with FGSM's second pass
+    and with intermediate examples."""
+    return spec.epochs * (2.5 if getattr(spec, "fgsm_eps", 0) > 0 else 1.0) * (1 + getattr(spec, "vae_mix", 0.0))
+
+
+def _balanced(specs: dict, k: int) -> list[list[str]]:
+    """``k`` shares of similar total cost (longest first onto the lightest share)."""
+    shares: list[list[str]] = [[] for _ in range(k)]
+    load = [0.0] * k
+    for name in sorted(specs, key=lambda n: -_cost(specs[n])):
+        i = load.index(min(load))
+        shares[i].append(name)
+        load[i] += _cost(specs[name])
+    return [s for s in shares if s]

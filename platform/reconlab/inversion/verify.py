@@ -1,0 +1,59 @@
+"""Does an inverted image show the target digit to a reader, not only to the
+network that was inverted?
+
+``VerifierEnsemble``: independently trained classifiers of different
+architectures and seeds (one adversarially trained); an image is a hit only
+when a majority of them label it as the target, so a perturbation that fools
+one network (an adversarial example) is not a successful inversion.
+``realism``: the largest SSIM between an image and the real test digits of
+its target class (a real digit of that class scores high; noise, or a
+slightly perturbed digit of another class, scores low).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class VerifierEnsemble:
+    def __init__(self, members: dict[str, nn.Module], quorum: int | None = None):
+        if not members:
+            raise ValueError("a verifier ensemble needs at least one member")
+        self.members = members
+        self.quorum = quorum if quorum is not None else len(members) // 2 + 1  # a strict majority
+        if not 1 <= self.quorum <= len(members):
+            raise ValueError(f"quorum must be in [1, {len(members)}], got {self.quorum}")
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per image (b,): ``votes`` (members labelling it as the target),
+        ``hit`` (votes >= quorum, 0/1) and ``conf`` (the members' mean
+        probability of the target)."""
+        votes = torch.zeros(len(x), device=x.device)
+        conf = torch.zeros(len(x), device=x.device)
+        for m in self.members.values():
+            m.eval()
+            p = m(x).softmax(1)
+            votes += (p.argmax(1) == target).float()
+            conf += p.gather(1, target[:, None]).squeeze(1)
+        return {"votes": votes, "hit": (votes >= self.quorum).float(), "conf": conf / len(self.members)}
+
+
+@torch.no_grad()
+def realism(x: torch.Tensor, target: torch.Tensor, real_x: torch.Tensor, real_y: torch.Tensor,
+            chunk: int = 4096) -> torch.Tensor:
+    """max over real images r of class target[i] of SSIM(x[i], r), per image (b,)."""
+    from reconlab.metrics import ssim
+
+    out = torch.full((len(x),), -1.0, device=x.device)
+    for c in target.unique().tolist():
+        idx = (target == c).nonzero().flatten()
+        refs = real_x[real_y == c].to(x.device)
+        if not len(refs):
+            continue
+        a = x[idx].repeat_interleave(len(refs), 0)  # (n * m, ...) pairs, image-major
+        r = refs.repeat(len(idx), *[1] * (refs.dim() - 1))
+        s = torch.cat([ssim(a[i : i + chunk], r[i : i + chunk]) for i in range(0, len(a), chunk)])
+        out[idx] = s.view(len(idx), len(refs)).max(1).values
+    return out

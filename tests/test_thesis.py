@@ -1,0 +1,117 @@
+"""The paired comparison (issue 14, parts 1 and 6): its trial config, the
+inversion objective per head, the task subsets, the two-level bootstrap and
+the verdicts from known per-image results."""
+
+import numpy as np
+import pytest
+import torch
+
+from reconlab.stats import paired_bootstrap
+from reconlab.sweep.thesis_trial import ThesisTrialConfig
+
+
+def test_groups_follow_the_heads_and_the_objective():
+    cfg = ThesisTrialConfig(recipes=("sgd", "sphere3"), archs=("plain", "bn"), classifier_seeds=(1, 2))
+    assert cfg.groups() == [("sgd", "plain"), ("sgd", "bn"), ("sphere3", "bn")]  # prototypes: the BN CNN only
+    assert cfg.classifiers()[:2] == ["sgd-plain-s1", "sgd-plain-s2"]
+    bn = ThesisTrialConfig(objective="tv_l2_bn", recipes=("sgd",), archs=("plain", "bn"))
+    assert bn.groups() == [("sgd", "bn")]  # the BN prior needs BatchNorm layers
+    for bad in ({"recipes": ("sgd", "rmsprop")}, {"archs": ()}, {"classifier_seeds": (1, 1)},
+                {"objective": "tv_l2_bn", "archs": ("plain",)}, {"task2_per_source": 10}, {"lr": 0.0}):
+        with pytest.raises(ValueError):
+            ThesisTrialConfig(**bad)
+
+
+def test_task2_subset_is_seeded_and_never_the_source():
+    from reconlab.inversion.tasks import task_batch
+
+    sources = torch.rand(10, 1, 28, 28)
+    b = task_batch(sources, restarts=2, init_scale=0.2, seed=3, task2_per_source=3)
+    t2 = b.task == 2
+    assert (b.task == 1).sum() == 20 and t2.sum() == 30
+    assert (b.source[t2] != b.target[t2]).all()
+    assert torch.bincount(b.source[t2], minlength=10).tolist() == [3] * 10
+    again = task_batch(sources, restarts=2, init_scale=0.2, seed=3, task2_per_source=3)
+    other = task_batch(sources, restarts=2, init_scale=0.2, seed=4, task2_per_source=3)
+    assert torch.equal(b.target, again.target) and not torch.equal(b.target, other.target)
+    full = task_batch(sources, restarts=2, init_scale=0.2, seed=3)
+    assert (full.task == 2).sum() == 90 and torch.equal(full.x0[:20], b.x0[:20])  # task 1 unchanged
+
+
+@pytest.mark.parametrize("geometry,dim", [("sphere", 3), ("hyperbolic", 5)])
+def test_a_prototype_head_is_inverted_with_its_own_loss(geometry, dim):
+    """The objective follows the head: (1 - cos)^2 to the target prototype on
+    the sphere, the Busemann loss to its ideal point in the ball; inverting
+    lowers it and the head then predicts the target."""
+    from reconlab.inversion import invert
+    from reconlab.inversion.invert import head_loss
+    from reconlab.models import build
+
+    torch.manual_seed(0)
+    m = build("classifier_prototype", width=4, dim=dim, geometry=geometry).eval()
+    x0, target = torch.rand(10, 1, 28, 28), torch.arange(10)
+    loss, scores = head_loss(m, x0, target)
+    assert torch.allclose(loss, m.prototype_loss(m(x0, embed=True), target, reduction="none"))
+    assert torch.allclose(scores, m(x0))
+    x = invert(m, target, x0, steps=150, lr=0.05)
+    after, scores = head_loss(m, x, target)
+    assert after.mean() < 0.5 * loss.mean()
+    assert (scores.argmax(1) == target).float().mean() >= 0.8
+
+
+def test_softmax_objective_is_cross_entropy():
+    from reconlab.inversion.invert import head_loss
+    from reconlab.models import build
+
+    m = build("classifier_plain", width=4).eval()
+    x, t = torch.rand(3, 1, 28, 28), torch.tensor([1, 2, 3])
+    loss, logits = head_loss(m, x, t)
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(m(x), t, reduction="none"))
+
+
+def test_bootstrap_interval_counts_seeds_and_images():
+    rng = np.random.default_rng(0)
+    clear = rng.binomial(1, 0.8, (3, 60)) - rng.binomial(1, 0.2, (3, 60))
+    assert paired_bootstrap(clear).verdict() == "HOLDS"
+    assert paired_bootstrap(-clear).verdict() == "DOES NOT HOLD"
+    assert paired_bootstrap(np.zeros((3, 60))).verdict() == "UNDECIDED"
+    a, b = paired_bootstrap(clear, seed=1), paired_bootstrap(clear, seed=1)
+    assert a == b and a.n == 180 and a.low < a.mean < a.high
+    # the same images, but seeds that disagree (one seed reversed): the seed level widens the interval
+    split = np.stack([clear[0], clear[1], -clear[2]])
+    flat = paired_bootstrap(split.reshape(1, -1))
+    assert paired_bootstrap(split).high - paired_bootstrap(split).low > flat.high - flat.low
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.zeros(5))
+
+
+def _evidence(tv, hits: dict[str, list[float]], task):
+    from reconlab.sweep.thesis import TrialEvidence
+
+    cfg = ThesisTrialConfig(recipes=("sgd", "adam", "sphere3"), archs=("bn",), classifier_seeds=(1, 2, 3),
+                            tv_weight=tv)
+    names = cfg.classifiers()
+    hit = torch.tensor([hits[n.rsplit("-s", 1)[0]] for n in names])
+    return TrialEvidence(cfg, cfg.steps, names, hit, torch.zeros_like(hit), task, {})
+
+
+def test_verdicts_pair_arms_at_the_configuration_best_for_all():
+    from reconlab.sweep.thesis import curve, findings, verdicts
+
+    task = torch.tensor([1] * 20 + [2] * 20)
+    ones, zeros, half = [1.0] * 20, [0.0] * 20, [1.0, 0.0] * 10
+    # at TV 0.1 SGD reads on task 1 and Adam does not; on task 2 they tie
+    good = _evidence(0.1, {"sgd-bn": ones + half, "adam-bn": zeros + half, "sphere3-bn": ones + half}, task)
+    # at TV 1 everything is worse on average: it is not selected, though Adam wins there
+    bad = _evidence(1.0, {"sgd-bn": zeros + zeros, "adam-bn": half + zeros, "sphere3-bn": zeros + zeros}, task)
+    rows = verdicts([bad, good])
+    by = {(r["task"], r["claim"][:12]): r for r in rows}
+    sgd_adam_1 = by[("task1", "SGD inverts ")]
+    assert sgd_adam_1["tv_weight"] == 0.1 and sgd_adam_1["verdict"] == "HOLDS"
+    assert sgd_adam_1["A − B (points)"] == pytest.approx(100.0)
+    assert by[("task2", "SGD inverts ")]["verdict"] == "UNDECIDED"
+    proto = [r for r in rows if "spherical" in r["claim"] and r["task"] == "task1"][0]
+    assert proto["verdict"] == "UNDECIDED" and proto["A − B (points)"] == 0
+    assert any(f.startswith("SGD inverts better than Adam (ch. 2): task1/bn/tv_l2 HOLDS") for f in findings(rows))
+    table, cols = curve([bad, good])
+    assert cols[4:] == ["sgd-bn", "adam-bn", "sphere3-bn"] and len(table) == 4
