@@ -350,7 +350,7 @@ CASES = [
          message="dim must be >= 2", example="`fixed: {dim: 1}`"),
     # ---- the paired comparison
     Case("an unknown training recipe", THESIS, THESIS_YAML + "fixed: {recipes: [sgd, rmsprop]}\n",
-         message="key 'fixed.recipes' = ['sgd', 'rmsprop']: recipes must be distinct values from",
+         message="key 'fixed.recipes' = ('sgd', 'rmsprop'): recipes must be distinct values from",
          example="`fixed: {recipes: [sgd, rmsprop]}`"),
     Case("the BN prior on the plain CNN only", THESIS, THESIS_YAML + "fixed: {objective: tv_l2_bn, archs: [plain]}\n",
          message="no classifier to invert: objective tv_l2_bn needs BatchNorm layers", example="`archs: [plain]`"),

@@ -115,3 +115,50 @@ def test_verdicts_pair_arms_at_the_configuration_best_for_all():
     assert any(f.startswith("SGD inverts better than Adam (ch. 2): task1/bn/tv_l2 HOLDS") for f in findings(rows))
     table, cols = curve([bad, good])
     assert cols[4:] == ["sgd-bn", "adam-bn", "sphere3-bn"] and len(table) == 4
+
+
+def _tiny_shared():
+    """Untrained tiny models standing in for the trained ones: what a trial
+    gets through the object store."""
+    from reconlab.data import load_dataset
+    from reconlab.inversion.tasks import pick_sources
+    from reconlab.models import build
+
+    torch.manual_seed(0)
+    builds = {"sgd-bn-s1": ("classifier_small", {"width": 4}), "adam-bn-s1": ("classifier_small", {"width": 4}),
+              "sphere3-bn-s1": ("classifier_prototype", {"width": 4, "dim": 3}),
+              "v1": ("classifier_mlp", {"width": 16}), "v2": ("classifier_lenet", {"width": 2}),
+              "v3": ("classifier_plain", {"width": 2})}
+    models = {k: ({"builder": b, "kwargs": kw}, build(b, **kw).state_dict()) for k, (b, kw) in builds.items()}
+    ds = load_dataset("digits", None)
+    return {"models": models, "digests": {k: k for k in models}, "verifiers": ["v1", "v2", "v3"],
+            "sources": pick_sources(ds.x_test, ds.y_test), "real_x": ds.x_test[:60], "real_y": ds.y_test[:60],
+            "device": "cpu"}
+
+
+def test_a_resumed_trial_ends_where_an_uninterrupted_one_does(tmp_path):
+    """Every report checkpoints every classifier's images and optimizer
+    state: a trial restored from its first report finishes bit-identical."""
+    import shutil
+
+    from reconlab.sweep.thesis_trial import load_state, run_trial
+
+    config = {"recipes": ("sgd", "adam", "sphere3"), "archs": ("bn",), "classifier_seeds": (1,), "steps": 12,
+              "report_every": 4, "restarts": 1, "task2_per_source": 1, "tv_weight": 0.1}
+    shared = _tiny_shared()
+    reports = []
+
+    def report(metrics, state_dir):
+        keep = tmp_path / f"r{len(reports)}"
+        shutil.copytree(state_dir, keep)
+        reports.append((metrics, keep))
+
+    whole = run_trial(config, shared, report)
+    assert [m["step"] for m, _ in reports] == [4, 8, 12]
+    again = []
+    resumed = run_trial(config, shared, lambda m, d: again.append(m), checkpoint_dir=str(reports[0][1]))
+    assert [m["step"] for m in again] == [8, 12] and resumed == whole
+    a, b = load_state(str(reports[-1][1])), load_state(str(reports[0][1]))
+    assert a["names"] == ["sgd-bn-s1", "adam-bn-s1", "sphere3-bn-s1"] and len(a["history"]) == 3
+    assert a["history"][0]["hit"].shape == (3, 20) and torch.equal(a["history"][0]["hit"], b["history"][0]["hit"])
+    assert set(whole) >= {"acc_task1", "acc_task2", "realism_task1", "acc_task1.sphere3-bn", "classifier_acc"}

@@ -23,7 +23,8 @@ def test_smoke_comparison_pairs_every_classifier_and_logs_the_verdicts(tmp_path)
     (parent,) = runs["sweep"]
     assert parent.info.status == "FINISHED" and parent.data.params["seed"] == "7"
     arts = {a.path for a in c.list_artifacts(parent.info.run_id)}
-    assert {"verdicts.md", "verdicts.csv", "accuracy_by_config.md", "tv_l2"} <= arts
+    assert {"verdicts.md", "verdicts.csv", "accuracy_by_config.md", "tv_l2", "vae_latent_tsne.png",
+            "vae_intermediate_examples.png"} <= arts
     assert {a.path for a in c.list_artifacts(parent.info.run_id, "tv_l2")} >= {"tv_l2/adam_vae-bn_task1.png",
                                                                                "tv_l2/sphere3-bn_task2.png"}
     (trial,) = runs["trial"]

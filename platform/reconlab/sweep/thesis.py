@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 
 from reconlab import tracking
@@ -73,6 +74,8 @@ def main(argv=None) -> int:
 
     from reconlab.sweep.runner import print_ui_hint, sweep_job
 
+    out: dict = {}
+
     def setup(c, exp_id):
         import ray
         from ray import tune
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
         fits = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
         vae_models, vae_params = {}, {}
         if any(s.vae for s in classifiers.values()):
-            meta, state, vae_run = ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers)
+            meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir,
+                                                              workers)
             vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
         got = ensure_models(c, exp_id, specs, concurrency=fits, dataset=ds, data_root=args.data_root, uri=uri,
                             storage_dir=storage_dir, num_workers=workers, retrain=args.retrain,
@@ -102,8 +106,6 @@ def main(argv=None) -> int:
             "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
             "classifiers": len(classifiers), **vae_params,
             **{f"model_uri.{k}": f"runs:/{v[2]}/model" for k, v in got.items()}}
-
-    out = {}
 
     def finish(grid, parent):
         from reconlab.sweep.runner import log_table
@@ -119,6 +121,8 @@ def main(argv=None) -> int:
             if task == "task1" and sel.step == sel.config.steps:  # the images kept are the last step's
                 for name, data in selected_grids(sel).items():
                     parent.log_bytes(data, f"{objective}/{name}")
+        for name, data in out.get("figures", {}).items():
+            parent.log_bytes(data, name)
         parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
         parent.set_terminated("FINISHED")
 
@@ -140,7 +144,8 @@ def vae_spec_of(spec):
 def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
     """Train (or reuse) the VAE with Ray Train; its run gets the thesis's
     Figure 3.2 (decoded intermediate examples, with their classes and
-    weights) and Figure 3.5 (a t-SNE of the latent space)."""
+    weights) and Figure 3.5 (a t-SNE of the latent space). Returns (meta,
+    state_dict, run id, {figure name: PNG bytes}) for the sweep's run."""
     import json
 
     from reconlab.models import build
@@ -155,8 +160,6 @@ def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
         vae.load_state_dict(state)
         x, labels, _ = intermediate_examples(vae, ds.x_train, ds.y_train, 40, seed=vae_spec.seed)
         pairs = [{str(k): round(float(v), 3) for k, v in enumerate(p) if v > 0} for p in labels]  # image -> label
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in (("intermediate_examples.png", tracking.png_bytes(x, nrow=10)),
                                ("intermediate_examples.json", json.dumps(pairs, indent=1).encode()),
@@ -164,7 +167,12 @@ def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
                 with open(os.path.join(tmp, name), "wb") as f:
                     f.write(data)
             c.log_artifacts(run_id, tmp)
-    return meta, state, run_id
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("latent_tsne.png", "intermediate_examples.png"):
+            with open(c.download_artifacts(run_id, name, tmp), "rb") as f:
+                figures[f"vae_{name}"] = f.read()
+    return meta, state, run_id, figures
 
 
 def roster(spec, vae_digest: str | None = None) -> dict:

@@ -107,7 +107,8 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
         c.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     score = (f"test acc {final['test_acc']:.3f}" if "test_acc" in final else
-             f"test PSNR {final['test_psnr']:.2f} dB" if "test_psnr" in final else "done")
+             f"test PSNR {final['test_psnr']:.2f} dB" if "test_psnr" in final else
+             f"test negative ELBO {final['test_neg_elbo']:.1f} nats" if "test_neg_elbo" in final else "done")
     log(f"{family} '{variant}': {score} in {time.time() - t0:.0f}s")
     return meta, state, run_id
 
