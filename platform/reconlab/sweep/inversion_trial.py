@@ -25,6 +25,8 @@ from typing import Literal
 
 import torch
 
+from reconlab.models.io import shared_model  # each shared model built once per worker process
+
 INVERTIBLE = ("sgd", "adam", "adam_fgsm")
 METRICS = ("verifier_acc", "verifier_acc_task1", "verifier_acc_task2", "verifier_conf", "ssim_class_mean",
            "classifier_acc", "objective")
@@ -67,22 +69,6 @@ class InversionTrialConfig:
         return math.ceil(self.steps / self.report_every)
 
 
-_MODELS: dict = {}
-
-
-def _model(shared: dict, name: str, device: str = "cpu"):
-    """Build each shared model once per worker process (actors are reused)."""
-    from reconlab.models import build
-
-    key = (name, shared["digests"][name], device)
-    if key not in _MODELS:
-        meta, state = shared["models"][name]
-        m = build(meta["builder"], **meta["kwargs"])
-        m.load_state_dict(state)
-        _MODELS[key] = m.to(device).eval()
-    return _MODELS[key]
-
-
 def _device(shared: dict) -> str:
     """The GPU when this worker was given one (Ray hides unassigned GPUs)."""
     return shared.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +103,7 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     cfg = InversionTrialConfig(**config)
     torch.manual_seed(cfg.seed)
     dev = _device(shared)
-    model, verifier = _model(shared, cfg.variant, dev), _model(shared, "verifier", dev)
+    model, verifier = shared_model(shared, cfg.variant, dev), shared_model(shared, "verifier", dev)
     batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed).to(dev)
     class_means = shared["class_means"].to(dev)
     x0, start, opt_state = batch.x0, 0, None

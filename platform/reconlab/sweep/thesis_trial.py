@@ -19,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from reconlab.models.io import shared_model  # each shared model built once per worker process
+
 # Trial-level metrics (means over the trial's classifiers); per-group ones are
 # "<metric>.<recipe>-<arch>" (``group_metric_keys``).
 METRICS = ("acc_task1", "acc_task2", "realism_task1", "realism_task2", "conf_task1", "conf_task2",
@@ -98,22 +100,6 @@ def group_metric_keys(recipes, archs) -> list[str]:
                                                                       "realism_task2")]
 
 
-_MODELS: dict = {}
-
-
-def _model(shared: dict, name: str, device: str):
-    """Each shared model built once per worker process (actors are reused)."""
-    from reconlab.models import build
-
-    key = (name, shared["digests"][name], device)
-    if key not in _MODELS:
-        meta, state = shared["models"][name]
-        m = build(meta["builder"], **meta["kwargs"])
-        m.load_state_dict(state)
-        _MODELS[key] = m.to(device).eval()
-    return _MODELS[key]
-
-
 @torch.no_grad()
 def score(x, batch, model, ensemble, real_x, real_y) -> dict[str, torch.Tensor]:
     """Per image: the ensemble's vote (``hit``), its confidence, the realism
@@ -164,8 +150,8 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     torch.manual_seed(cfg.seed)
     dev = shared.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     names = cfg.classifiers()
-    models = {n: _model(shared, n, dev) for n in names}
-    ensemble = VerifierEnsemble({v: _model(shared, v, dev) for v in shared["verifiers"]})
+    models = {n: shared_model(shared, n, dev) for n in names}
+    ensemble = VerifierEnsemble({v: shared_model(shared, v, dev) for v in shared["verifiers"]})
     batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed,
                        task2=cfg.task2_per_source > 0, task2_per_source=cfg.task2_per_source).to(dev)
     real_x, real_y = shared["real_x"].to(dev), shared["real_y"].to(dev)
