@@ -88,7 +88,7 @@ def test_second_run_through_a_server_uri_with_credentials_reuses_the_classifiers
         p = run_job("inversion_sweep.py", "--smoke-test", "--storage-path", str(d), "--num-samples", "1",
                     "--tracking-uri", f"http://alice:{password}@127.0.0.1:{port}", env={"RAY_TMPDIR": ray_tmp})
         assert p.returncode == 0, p.stderr[-3000:]
-        assert p.stderr.count("reusing classifier") == 4 and "training classifier" not in p.stderr
+        assert p.stderr.count("reusing classifier") == 4 and "classifier models with Ray Train" not in p.stderr
         assert f"http://alice:***@127.0.0.1:{port}" in p.stdout
         hits, n_files = find_needles([d, ray_tmp], {"password": password.encode()},
                                      texts={"stdout": p.stdout, "stderr": p.stderr})

@@ -105,6 +105,7 @@ def test_verdicts_pair_arms_at_the_configuration_best_for_all():
     # at TV 1 everything is worse on average: it is not selected, though Adam wins there
     bad = _evidence(1.0, {"sgd-bn": zeros + zeros, "adam-bn": half + zeros, "sphere3-bn": zeros + zeros}, task)
     rows = verdicts([bad, good])
+    assert rows == verdicts([good, bad])  # the choice does not depend on the order trials end in
     by = {(r["task"], r["claim"][:12]): r for r in rows}
     sgd_adam_1 = by[("task1", "SGD inverts ")]
     assert sgd_adam_1["tv_weight"] == 0.1 and sgd_adam_1["verdict"] == "HOLDS"
@@ -161,4 +162,9 @@ def test_a_resumed_trial_ends_where_an_uninterrupted_one_does(tmp_path):
     a, b = load_state(str(reports[-1][1])), load_state(str(reports[0][1]))
     assert a["names"] == ["sgd-bn-s1", "adam-bn-s1", "sphere3-bn-s1"] and len(a["history"]) == 3
     assert a["history"][0]["hit"].shape == (3, 20) and torch.equal(a["history"][0]["hit"], b["history"][0]["hit"])
+    assert a["history"][1]["x"].dtype == torch.uint8 and a["history"][1]["x"].shape == (3, 20, 1, 28, 28)
+    from reconlab.sweep.thesis_trial import grids
+
+    png = grids(a, "sphere3-bn-s1", step=8)
+    assert set(png) == {"task1.png", "task2.png"} and png["task1.png"] != grids(a, "sphere3-bn-s1")["task1.png"]
     assert set(whole) >= {"acc_task1", "acc_task2", "realism_task1", "acc_task1.sphere3-bn", "classifier_acc"}

@@ -29,7 +29,8 @@ def test_smoke_comparison_pairs_every_classifier_and_logs_the_verdicts(tmp_path)
                                                                                "tv_l2/sphere3-bn_task2.png"}
     (trial,) = runs["trial"]
     m = trial.data.metrics
-    assert trial.info.status == "FINISHED" and m["step"] == 30
+    assert trial.info.status == "FINISHED"
+    assert [h.step for h in c.get_metric_history(trial.info.run_id, "acc_task1")] == [15, 30]
     for g in ("sgd-bn", "adam-bn", "adam_vae-bn", "sphere3-bn"):
         assert 0 <= m[f"acc_task1.{g}"] <= 1 and -1 <= m[f"realism_task2.{g}"] <= 1
     # the VAE: its own Ray Train run, with the intermediate examples and the t-SNE of its latent space
@@ -48,17 +49,23 @@ def test_smoke_comparison_pairs_every_classifier_and_logs_the_verdicts(tmp_path)
         assert {a.path for a in c.list_artifacts(r.info.run_id, "model")} == {"model/model.json",
                                                                              "model/state_dict.pt"}
     assert "max_cos" in train["sphere3-bn-s1"].data.metrics
-    # a model of a roster run is the model a fit of its own would give: its training, replayed here
+    # a model of a roster run is the model a fit of its own would give: its training, replayed here on one
+    # thread as the Ray Train worker ran it, reaches the same test accuracy exactly
     from reconlab.data import load_dataset
     from reconlab.models import build
     from reconlab.training.classifier import evaluate, make_optimizer, recipe_spec, train_epoch
 
     spec = recipe_spec("sgd", "bn", 1, epochs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(spec.seed)
     model = build(spec.builder, **spec.model_kwargs())
     opt = make_optimizer(spec, model.parameters())
     ds = load_dataset("digits", None)
-    for e in range(2):
-        train_epoch(model, opt, ds.x_train, ds.y_train, spec, e, 0, 1, "cpu")
+    try:
+        for e in range(2):
+            train_epoch(model, opt, ds.x_train, ds.y_train, spec, e, 0, 1, "cpu")
+    finally:
+        torch.set_num_threads(threads)
     assert evaluate(model, ds.x_test, ds.y_test)["test_acc"] == pytest.approx(
-        train["sgd-bn-s1"].data.metrics["test_acc"], abs=0.006)
+        train["sgd-bn-s1"].data.metrics["test_acc"], abs=1e-6)

@@ -51,24 +51,24 @@ def main(argv=None) -> int:
     max_t = math.ceil(steps_max / every)  # reports of the longest trial
 
     def setup(c, exp_id):
-        """The classifiers (trained once with Ray Train, or reused) and what
-        every trial shares."""
+        """The classifiers (trained once with Ray Train, two runs at once, or
+        reused) and what every trial shares."""
         from ray import tune
 
         from reconlab.inversion.tasks import pick_sources
         from reconlab.sweep.inversion_trial import tune_trainable
 
-        shared = {"models": {}, "digests": {}}
-        train_ids = {}
-        for v in [*variants, "verifier"]:
-            tspec = VARIANTS[v]
-            if spec.train.epochs is not None:
-                tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-            meta, state, run_id = ensure_classifier_logged(
-                c, exp_id, v, tspec, ds, args, uri, storage_dir, args.num_workers or spec.train.num_workers)
-            shared["models"][v] = (meta, state)
-            shared["digests"][v] = tspec.digest()
-            train_ids[v] = run_id
+        from reconlab.training.logged import ensure_models
+
+        specs = {v: VARIANTS[v] if spec.train.epochs is None else dataclasses.replace(VARIANTS[v],
+                                                                                      epochs=spec.train.epochs)
+                 for v in [*variants, "verifier"]}
+        got = ensure_models(c, exp_id, specs, dataset=ds, data_root=args.data_root, uri=uri, storage_dir=storage_dir,
+                            num_workers=args.num_workers or spec.train.num_workers, retrain=args.retrain,
+                            log=tracking.announce)
+        shared = {"models": {v: (meta, state) for v, (meta, state, _) in got.items()},
+                  "digests": {v: s.digest() for v, s in specs.items()}}
+        train_ids = {v: run_id for v, (_, _, run_id) in got.items()}
         shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
         shared["class_means"] = ds.class_means("test")
         shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
@@ -89,14 +89,6 @@ def main(argv=None) -> int:
     print_report(out["rows"], spec, variants, uri, experiment, time.time() - t_start)
     print_ui_hint(uri, sweep.exp_id)
     return 1 if sweep.undelivered else 0
-
-
-def ensure_classifier_logged(c, exp_id, variant, tspec, ds, args, uri, storage_dir, num_workers):
-    from reconlab.training.logged import ensure_classifier
-
-    return ensure_classifier(c, exp_id, variant, tspec, dataset=ds, data_root=args.data_root, uri=uri,
-                             storage_dir=storage_dir, num_workers=num_workers, retrain=args.retrain,
-                             log=tracking.announce)
 
 
 CONFIG_KEYS = ("optimizer", "lr", "steps", "tv_weight", "l2_weight", "bn_weight", "init_scale")

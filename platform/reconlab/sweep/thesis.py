@@ -77,7 +77,6 @@ def main(argv=None) -> int:
     out: dict = {}
 
     def setup(c, exp_id):
-        import ray
         from ray import tune
 
         from reconlab.inversion.tasks import pick_sources
@@ -89,13 +88,12 @@ def main(argv=None) -> int:
         verifiers = {k: dataclasses.replace(v, epochs=spec.train.epochs) if spec.train.epochs else v
                      for k, v in VERIFIERS.items()}
         specs = {**verifiers, **classifiers}
-        fits = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
         vae_models, vae_params = {}, {}
         if any(s.vae for s in classifiers.values()):
             meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir,
                                                               workers)
             vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
-        got = ensure_models(c, exp_id, specs, concurrency=fits, dataset=ds, data_root=args.data_root, uri=uri,
+        got = ensure_models(c, exp_id, specs, dataset=ds, data_root=args.data_root, uri=uri,
                             storage_dir=storage_dir, num_workers=workers, retrain=args.retrain,
                             log=tracking.announce, config={"vae_models": vae_models})
         shared = {"models": {k: (meta, state) for k, (meta, state, _) in got.items()},
@@ -118,7 +116,7 @@ def main(argv=None) -> int:
         log_table(parent, out["verdicts"], VERDICT_COLUMNS, out["findings"], "verdicts")
         log_table(parent, out["curve"], curve_cols, [], "accuracy_by_config")
         for (objective, task), sel in selected(evidence).items():
-            if task == "task1" and sel.step == sel.config.steps:  # the images kept are the last step's
+            if task == "task1":
                 for name, data in selected_grids(sel).items():
                     parent.log_bytes(data, f"{objective}/{name}")
         for name, data in out.get("figures", {}).items():
@@ -327,13 +325,12 @@ def curve(evidence) -> tuple[list[dict], list[str]]:
 
 
 def selected_grids(ev: TrialEvidence) -> dict[str, bytes]:
-    """Each group's first-seed images at the selected configuration."""
+    """Each group's first-seed images at the selected configuration and step."""
     from reconlab.sweep.thesis_trial import classifier_name, grids
 
     out = {}
     for r, a in ev.config.groups():
-        for fname, data in grids(ev.state, classifier_name(r, a, ev.config.classifier_seeds[0]),
-                                 ev.config.restarts).items():
+        for fname, data in grids(ev.state, classifier_name(r, a, ev.config.classifier_seeds[0]), ev.step).items():
             out[f"{r}-{a}_{fname}"] = data
     return out
 

@@ -5,8 +5,9 @@ classifier seed), on the same images, and scored by the verifier ensemble.
 A trial advances all classifiers in lockstep, ``report_every`` steps at a
 time, so each report carries every classifier's scores at the same step.
 Every report checkpoints the images, each classifier's optimizer state and
-the per-image results so far (``hits``: the ensemble's vote; ``realism``);
-the job reads the last one to pair classifiers image by image.
+the per-image results so far (``hit``: the ensemble's vote; ``realism``; the
+images as 8-bit); the job reads the last one to pair classifiers image by
+image at whichever report it selects.
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         start = end
         last = {"step": end, **summarize(per, batch.task, losses)}
         history.append({"step": end, "hit": torch.stack([per[n]["hit"] for n in names]).cpu(),
-                        "realism": torch.stack([per[n]["realism"] for n in names]).cpu()})
+                        "realism": torch.stack([per[n]["realism"] for n in names]).cpu(),
+                        "x": (torch.stack([xs[n] for n in names]) * 255).round().to(torch.uint8).cpu()})
         if report is None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -212,17 +214,18 @@ def load_state(path: str) -> dict:
     return torch.load(os.path.join(path, "state.pt"), weights_only=True)
 
 
-def grids(state: dict, name: str, restarts: int) -> dict[str, bytes]:
-    """PNG grids of one classifier's images: task 1 (restart rows x digits
-    0-9) and task 2 (one row per source digit)."""
+def grids(state: dict, name: str, step: int | None = None) -> dict[str, bytes]:
+    """PNG grids of one classifier's images at ``step`` (default: the last
+    report): task 1 (restart rows x digits 0-9) and task 2 (one row per
+    source digit)."""
     from reconlab.tracking import png_bytes
 
-    x = state["x"][state["names"].index(name)]
+    h = state["history"][-1] if step is None else next(h for h in state["history"] if h["step"] == step)
+    x = h["x"][state["names"].index(name)].float() / 255
     t1 = state["task"] == 1
     out = {"task1.png": png_bytes(x[t1], nrow=10)}
     if (~t1).any():
-        per_source = int((~t1).sum()) // 10
-        out["task2.png"] = png_bytes(x[~t1], nrow=max(per_source, 1))
+        out["task2.png"] = png_bytes(x[~t1], nrow=max(int((~t1).sum()) // 10, 1))
     return out
 
 
@@ -238,6 +241,6 @@ def artifacts_of(ref: dict) -> dict[str, bytes]:
         state = load_state(d)
         cfg = ThesisTrialConfig(**state["config"])
         for r, a in cfg.groups():
-            for fname, data in grids(state, classifier_name(r, a, cfg.classifier_seeds[0]), cfg.restarts).items():
+            for fname, data in grids(state, classifier_name(r, a, cfg.classifier_seeds[0])).items():
                 out[f"{r}-{a}/{fname}"] = data
     return out

@@ -118,10 +118,12 @@ ensure_classifier = ensure_model  # the name the classifier jobs know it by
 
 def ensure_models(c, exp_id: str, specs: dict, *, dataset, data_root, uri: str, storage_dir: str,
                   num_workers: int = 1, use_gpu: bool | None = None, retrain: bool = False, log=print,
-                  concurrency: int = 1, family: str = "classifier", config: dict | None = None) -> dict[str, tuple]:
+                  concurrency: int | None = None, family: str = "classifier",
+                  config: dict | None = None) -> dict[str, tuple]:
     """``ensure_model`` for many classifiers {name: TrainSpec}: each logged
     one is reused; the rest are trained by ``concurrency`` Ray Train runs at
-    once, each training its share one after another
+    once (default: as many as the cluster's CPUs hold), each training its
+    share one after another
     (``training.classifier.train_roster_per_worker``), so a worker group's
     start-up (seconds) is paid once per run, not once per model. Every model
     gets its own MLflow run, as ``ensure_model`` gives it. Returns {name:
@@ -139,6 +141,10 @@ def ensure_models(c, exp_id: str, specs: dict, *, dataset, data_root, uri: str, 
             missing[name] = spec
     if not missing:
         return out
+    if concurrency is None:
+        import ray
+
+        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)) // num_workers)
     runs = {name: _open_run(c, exp_id, family, name, spec, dataset, data_root, num_workers)
             for name, spec in missing.items()}
     shares = _balanced(missing, max(1, min(concurrency, len(missing))))
