@@ -86,13 +86,15 @@ def test_bootstrap_interval_counts_seeds_and_images():
 
 
 def _evidence(tv, hits: dict[str, list[float]], task):
+    """Known per-image results; realism: SGD's images 0.3 more realistic than everyone's."""
     from reconlab.sweep.thesis import TrialEvidence
 
     cfg = ThesisTrialConfig(recipes=("sgd", "adam", "sphere3"), archs=("bn",), classifier_seeds=(1, 2, 3),
                             tv_weight=tv)
     names = cfg.classifiers()
     hit = torch.tensor([hits[n.rsplit("-s", 1)[0]] for n in names])
-    return TrialEvidence(cfg, cfg.steps, names, hit, torch.zeros_like(hit), task, {})
+    realism = torch.tensor([[0.5 if n.startswith("sgd") else 0.2] * hit.shape[1] for n in names])
+    return TrialEvidence(cfg, cfg.steps, names, hit, realism, task, {})
 
 
 def test_verdicts_pair_arms_at_the_configuration_best_for_all():
@@ -110,10 +112,13 @@ def test_verdicts_pair_arms_at_the_configuration_best_for_all():
     sgd_adam_1 = by[("task1", "SGD inverts ")]
     assert sgd_adam_1["tv_weight"] == 0.1 and sgd_adam_1["verdict"] == "HOLDS"
     assert sgd_adam_1["A − B (points)"] == pytest.approx(100.0)
-    assert by[("task2", "SGD inverts ")]["verdict"] == "UNDECIDED"
+    assert by[("task2", "SGD inverts ")]["verdict"] == "UNDECIDED"  # a tie on success ...
+    assert by[("task2", "SGD inverts ")]["realism verdict"] == "HOLDS"  # ... not on realism
+    assert by[("task2", "SGD inverts ")]["realism A − B"] == pytest.approx(0.3)
     proto = [r for r in rows if "spherical" in r["claim"] and r["task"] == "task1"][0]
     assert proto["verdict"] == "UNDECIDED" and proto["A − B (points)"] == 0
-    assert any(f.startswith("SGD inverts better than Adam (ch. 2): task1/bn/tv_l2 HOLDS") for f in findings(rows))
+    assert any(f.startswith("SGD inverts better than Adam (ch. 2): task1/bn/tv_l2 HOLDS (+100.0 [+100.0, +100.0]; "
+                            "realism HOLDS)") for f in findings(rows))
     table, cols = curve([bad, good])
     assert cols[4:] == ["sgd-bn", "adam-bn", "sphere3-bn"] and len(table) == 4
 

@@ -33,7 +33,7 @@ CLAIMS = [
     ("SGD softmax inverts better than the 5-D hyperbolic prototype head (ch. 4)", "sgd", "hyperbolic5"),
 ]
 VERDICT_COLUMNS = ["objective", "task", "tv_weight", "steps", "claim", "arch", "A", "B", "A − B (points)", "95% CI",
-                   "verdict"]
+                   "verdict", "realism A − B", "realism 95% CI", "realism verdict"]
 CURVE_COLUMNS = ["objective", "tv_weight", "steps", "task"]  # + one column per (recipe, arch) group
 
 
@@ -267,7 +267,9 @@ def selected(evidence) -> dict[tuple[str, str], TrialEvidence]:
 def verdicts(evidence, *, seed: int = 0) -> list[dict]:
     """One row per (objective, task, claim, arch) at the selected configuration:
     the mean paired difference of the ensemble's success rate (points), its
-    bootstrap interval over classifier seeds and images, and the verdict."""
+    bootstrap interval over classifier seeds and images, and the verdict;
+    the same for the realism score (the ensemble can accept images a person
+    would not read: realism says how close they are to real digits)."""
     from reconlab.stats import paired_bootstrap
     from reconlab.sweep.thesis_trial import classifier_name
 
@@ -282,14 +284,17 @@ def verdicts(evidence, *, seed: int = 0) -> list[dict]:
                 nb = [classifier_name(b, arch, s) for s in seeds]
                 if not all(n in idx for n in na + nb):
                     continue
-                ha = ev.hit[[idx[n] for n in na]][:, m].double()
-                hb = ev.hit[[idx[n] for n in nb]][:, m].double()
+                ia, ib = [idx[n] for n in na], [idx[n] for n in nb]
+                ha, hb = ev.hit[ia][:, m].double(), ev.hit[ib][:, m].double()
                 iv = paired_bootstrap((100 * (ha - hb)).numpy(), seed=seed)
+                ra, rb = ev.realism[ia][:, m].double(), ev.realism[ib][:, m].double()
+                rv = paired_bootstrap((ra - rb).numpy(), seed=seed)
                 rows.append({"objective": objective, "task": task, "tv_weight": ev.config.tv_weight, "steps": ev.step,
                              "claim": claim,
                              "arch": arch, "A": f"{a} {100 * ha.mean():.1f}%", "B": f"{b} {100 * hb.mean():.1f}%",
                              "A − B (points)": iv.mean, "95% CI": f"[{iv.low:+.1f}, {iv.high:+.1f}]",
-                             "verdict": iv.verdict()})
+                             "verdict": iv.verdict(), "realism A − B": rv.mean,
+                             "realism 95% CI": f"[{rv.low:+.3f}, {rv.high:+.3f}]", "realism verdict": rv.verdict()})
     return rows
 
 
@@ -298,7 +303,7 @@ def findings(rows) -> list[str]:
     out = []
     for claim, _, _ in CLAIMS:
         cells = [f"{r['task']}/{r['arch']}/{r['objective']} {r['verdict']} ({r['A − B (points)']:+.1f} "
-                 f"{r['95% CI']})" for r in rows if r["claim"] == claim]
+                 f"{r['95% CI']}; realism {r['realism verdict']})" for r in rows if r["claim"] == claim]
         if cells:
             out.append(f"{claim}: " + "; ".join(cells))
     return out
