@@ -72,8 +72,8 @@ num_samples: 4
 seed: 0
 scheduler: {{type: fifo}}
 resources_per_trial: {{cpu: 1, gpu: 0, custom: {{{STAND_IN}: 1}}}}
-fixed: {{method: decoder, image: astronaut, crop: 64, iterations: 300, report_every: 50, stop_window: 10,
-        stop_patience: 400}}
+fixed: {{method: decoder, image: astronaut, crop: 64, iterations: 1500, report_every: 500, stop_window: 10,
+        stop_patience: 2000}}
 search:
   k: {{type: choice, values: [16, 32]}}
   lr: {{type: loguniform, low: 0.003, high: 0.02}}
@@ -110,10 +110,10 @@ search:
         ids = [r.data.tags[tracking.TAG_TRIAL] for r in trials]
         assert len(trials) == 4 and len(set(ids)) == 4 and all(r.info.status == "FINISHED" for r in trials)
         # every trial ran on an autoscaled worker, none on the head, and
-        # trials held their GPU stand-in: two at once needed two workers (each
-        # trial lasts seconds, so the second worker is up before the first
-        # worker is free again even on a loaded machine; with 60 iterations,
-        # all four trials once ran on the first worker while the second booted)
+        # trials held their GPU stand-in: two at once needed two workers (a
+        # trial lasts ~20 s, so the second worker is up before the first is
+        # free again even on a loaded machine; with 60 iterations, all four
+        # trials once ran on the first worker while the second booted)
         head = cluster.node_id("head")
         nodes = {r.data.tags[TAG_NODE_ID] for r in trials}
         assert head not in nodes and len(nodes) >= 2 and during >= 2, (nodes, counts)
