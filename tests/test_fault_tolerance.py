@@ -35,7 +35,8 @@ def test_chaos_random_trial_workers_killed_every_few_seconds(store):
     """16 trials; a random trial process is SIGKILLed every 3-5 s: every trial
     finishes, each with one MLflow run holding each step once."""
     uri = f"sqlite:///{store}/store/mlflow.db"
-    p = faults.start_job("--search-space", faults.space(store / "chaos.yaml", "chaos", 16, steps=20), "--storage-path",
+    # 40 steps: long enough for >= 4 kills on a fast day (20 steps once gave 3 kills when the machine was idle)
+    p = faults.start_job("--search-space", faults.space(store / "chaos.yaml", "chaos", 16, steps=40), "--storage-path",
                          str(store / "store"), "--experiment", EXPERIMENT, "--max-failures", "50")
     stop, kills = threading.Event(), []
     killer = threading.Thread(target=faults.random_kills, args=(stop, "ray::ImplicitFunc", (3, 5), random.Random(0),
@@ -49,7 +50,7 @@ def test_chaos_random_trial_workers_killed_every_few_seconds(store):
         faults.kill_group(p)
     assert p.returncode == 0, err[-3000:]
     assert len(kills) >= 4, kills
-    c, parent, runs = faults.assert_one_complete_run_per_trial(uri, EXPERIMENT, "chaos", 16, steps=20)
+    c, parent, runs = faults.assert_one_complete_run_per_trial(uri, EXPERIMENT, "chaos", 16, steps=40)
     tune_dir = parent.data.tags["reconlab.tune_dir"]
     retried = {t for t, steps in faults.tune_histories(tune_dir).items() if len(steps) != len(set(steps))}
     print(f"chaos: {len(kills)} trial processes killed; {len(retried)} trials redid a step")

@@ -83,24 +83,60 @@ def transient(e: Exception) -> bool:
 # ------------------------------------------------------------ what a line may say
 
 
-class _Renderer:
-    """A trial module's ``artifacts_of(ref)``, imported when first called."""
+def _inversion_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.inversion_trial import artifacts_of
 
-    def __init__(self, module: str):
-        self.module = module
+    return artifacts_of(ref)
 
-    def __call__(self, ref: dict) -> dict[str, bytes]:
-        import importlib
 
-        return importlib.import_module(self.module).artifacts_of(ref)
+def _xor_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.xor_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _deep_decoder_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.deep_decoder_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _ct_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.ct_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _denoise_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.denoise_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _adversarial_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.adversarial_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _prototypes_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.prototypes_trial import artifacts_of
+
+    return artifacts_of(ref)
+
+
+def _thesis_artifacts(ref: dict) -> dict[str, bytes]:
+    from reconlab.sweep.thesis_trial import artifacts_of
+
+    return artifacts_of(ref)
 
 
 # The artifact renderers a spool header may name (as ``models.BUILDERS`` names
 # model builders): a finished trial's files from its ``end`` line's ``ref``.
-RENDERERS = {name: _Renderer(f"reconlab.sweep.{module}") for name, module in (
-    ("inversion", "inversion_trial"), ("xor", "xor_trial"), ("deep_decoder", "deep_decoder_trial"),
-    ("ct", "ct_trial"), ("denoise", "denoise_trial"), ("adversarial", "adversarial_trial"),
-    ("prototypes", "prototypes_trial"), ("thesis", "thesis_trial"))}
+# Each imports its module statically: a name read from disk never picks a module.
+RENDERERS = {"inversion": _inversion_artifacts, "xor": _xor_artifacts, "deep_decoder": _deep_decoder_artifacts,
+             "ct": _ct_artifacts, "denoise": _denoise_artifacts, "adversarial": _adversarial_artifacts,
+             "prototypes": _prototypes_artifacts, "thesis": _thesis_artifacts}
 
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _PARENT_FILE = re.compile(rf"^{PARENT_FILES}/[0-9]+\.bin$")
