@@ -17,7 +17,8 @@ SHORT = {"SGD inverts better than Adam (ch. 2)": "SGD > Adam (ch. 2)",
          "VAE intermediate classes make Adam invert better (ch. 3)": "Adam + VAE > Adam (ch. 3)",
          "SGD inverts better without VAE intermediate classes (ch. 3)": "SGD > SGD + VAE (ch. 3)",
          "SGD softmax inverts better than the 3-D spherical prototype head (ch. 4)": "SGD > 3-D sphere head (ch. 4)",
-         "SGD softmax inverts better than the 5-D hyperbolic prototype head (ch. 4)": "SGD > 5-D hyperbolic head (ch. 4)"}
+         "SGD softmax inverts better than the 5-D hyperbolic prototype head (ch. 4)":
+             "SGD > 5-D hyperbolic head (ch. 4)"}
 
 
 def evidence(tune_dir: str) -> list:
@@ -47,7 +48,8 @@ def main(dirs: list[str]) -> None:
     for d in dirs:
         ev = evidence(d)
         seeds.append(f"seed {ev[0].config.seed}")
-        runs.append({(r["claim"], r["objective"], r["arch"], r["task"]): r for r in verdicts(ev, seed=ev[0].config.seed)})
+        rows = verdicts(ev, seed=ev[0].config.seed)
+        runs.append({(r["claim"], r["objective"], r["arch"], r["task"]): r for r in rows})
     seeds = " / ".join(seeds)
     print(f"| claim | objective | arch | task | success A − B, {seeds} (points) | success verdicts | "
           f"realism A − B, {seeds} | realism verdicts |\n|---|---|---|---|---|---|---|---|")
@@ -60,8 +62,8 @@ def main(dirs: list[str]) -> None:
         rows = [r[k] for r in runs if k in r]
         succ = " / ".join(f"{r['A − B (points)']:+.1f} {r['95% CI']}" for r in rows)
         real = " / ".join(f"{r['realism A − B']:+.3f} {r['realism 95% CI']}" for r in rows)
-        print(f"| {SHORT.get(k[0], k[0])} | {k[1]} | {k[2]} | {k[3][-1]} | {succ} | {joined(rows, 'verdict')} | {real} | "
-              f"{joined(rows, 'realism verdict')} |")
+        print(f"| {SHORT.get(k[0], k[0])} | {k[1]} | {k[2]} | {k[3][-1]} | {succ} | {joined(rows, 'verdict')} | "
+              f"{real} | {joined(rows, 'realism verdict')} |")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def build(name: str, **kwargs) -> nn.Module:
     return BUILDERS[name](**kwargs)
 
 
-from reconlab.models import classifier, deep_decoder, dip, dncnn, n2n_unet, prototypes, unet, vae  # noqa: E402,F401  (registers builders)
+# registers the builders
+from reconlab.models import classifier, deep_decoder, dip, dncnn, n2n_unet, prototypes, unet, vae  # noqa: E402,F401
 
 from reconlab.models.io import load_model_dir, save_model_dir  # noqa: E402
 

@@ -186,9 +186,10 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         if report is None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"config": dataclasses.asdict(cfg), "step": end, "names": names, "x": torch.stack([xs[n] for n in names]).cpu(),
-                        "opt": opts, "history": history, "target": batch.target.cpu(), "task": batch.task.cpu(),
-                        "source": batch.source.cpu()}, os.path.join(tmp, "state.pt"))
+            torch.save({"config": dataclasses.asdict(cfg), "step": end, "names": names,
+                        "x": torch.stack([xs[n] for n in names]).cpu(), "opt": opts, "history": history,
+                        "target": batch.target.cpu(), "task": batch.task.cpu(), "source": batch.source.cpu()},
+                       os.path.join(tmp, "state.pt"))
             report(last, tmp)
     return last
 
