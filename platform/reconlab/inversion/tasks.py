@@ -39,7 +39,8 @@ def task_batch(sources: torch.Tensor, *, restarts: int, init_scale: float, seed:
         if task2_per_source is not None and task2_per_source < num_classes - 1:
             pick = torch.cat([torch.randperm(num_classes - 1, generator=g)[:task2_per_source] + i * (num_classes - 1)
                               for i in range(num_classes)])
-            a, b = a[pick.sort().values], b[pick.sort().values]
+            order = pick.sort().values
+            a, b = a[order], b[order]
         xs.append(sources[a])
         targets.append(b)
         tasks.append(torch.full_like(b, 2))
