@@ -176,18 +176,17 @@ def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
 def roster(spec, vae_digest: str | None = None) -> dict:
     """{classifier name: TrainSpec} over every trial configuration the spec
     can produce (recipes, archs and seeds are fixed or searched lists)."""
+    import itertools
+
     from reconlab.sweep.thesis_trial import ThesisTrialConfig, classifier_name
     from reconlab.training.classifier import recipe_spec
 
     values = {k: spec.search[k]["values"] if k in spec.search and "values" in spec.search[k] else None
               for k in ("objective", "recipes", "archs", "classifier_seeds", "classifier_epochs")}
-    base = {k: v for k, v in spec.fixed.items()}
     out = {}
-    import itertools
-
     keys = [k for k, v in values.items() if v is not None]
     for combo in itertools.product(*(values[k] for k in keys)):
-        cfg = ThesisTrialConfig(**{**base, **dict(zip(keys, combo))})
+        cfg = ThesisTrialConfig(**{**spec.fixed, **dict(zip(keys, combo))})
         epochs = spec.train.epochs or cfg.classifier_epochs
         for r, a in cfg.groups():
             for s in cfg.classifier_seeds:
@@ -199,7 +198,7 @@ def metric_keys_of(spec) -> list[str]:
     from reconlab.sweep.thesis_trial import METRICS, ThesisTrialConfig, group_metric_keys
     from reconlab.training.classifier import ARCHS, RECIPES
 
-    cfg = ThesisTrialConfig(**{k: v for k, v in spec.fixed.items()})
+    cfg = ThesisTrialConfig(**spec.fixed)
     recipes = cfg.recipes if "recipes" not in spec.search else list(RECIPES)
     archs = cfg.archs if "archs" not in spec.search else list(ARCHS)
     return [*METRICS, *group_metric_keys(recipes, archs)]
