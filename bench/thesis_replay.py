@@ -1,4 +1,4 @@
-"""Re-derive the paired comparison's verdicts (success and realism) from the
+"""Re-derive the paired comparison's verdicts (success, readable, realism) from the
 trials' last checkpoints of one or more finished `jobs/thesis_comparison.py`
 sweeps, without running anything: each trial's ``state.pt`` holds every
 classifier's per-image results at every report. Prints one markdown row per
@@ -36,7 +36,7 @@ def evidence(tune_dir: str) -> list:
         cfg = ThesisTrialConfig(**st["config"])
         if st["history"][-1]["step"] != cfg.steps:
             continue
-        out += [TrialEvidence(cfg, h["step"], st["names"], h["hit"], h["realism"], st["task"], st)
+        out += [TrialEvidence(cfg, h["step"], st["names"], h["hit"], h.get("readable"), h["realism"], st["task"], st)
                 for h in st["history"]]
     return out
 
@@ -52,7 +52,8 @@ def main(dirs: list[str]) -> None:
         runs.append({(r["claim"], r["objective"], r["arch"], r["task"]): r for r in rows})
     seeds = " / ".join(seeds)
     print(f"| claim | objective | arch | task | success A − B, {seeds} (points) | success verdicts | "
-          f"realism A − B, {seeds} | realism verdicts |\n|---|---|---|---|---|---|---|---|")
+          f"readable A / B (%), {seeds} | readable A − B, {seeds} (points) | readable verdicts | "
+          f"realism A − B, {seeds} | realism verdicts |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
     def joined(rows, key):
         vs = [r[key] for r in rows]
@@ -61,9 +62,11 @@ def main(dirs: list[str]) -> None:
     for k in runs[0]:
         rows = [r[k] for r in runs if k in r]
         succ = " / ".join(f"{r['A − B (points)']:+.1f} {r['95% CI']}" for r in rows)
+        rates = " ; ".join(r["readable A / B (%)"] for r in rows)
+        read = " / ".join(f"{r['readable A − B (points)']:+.1f} {r['readable 95% CI']}" for r in rows)
         real = " / ".join(f"{r['realism A − B']:+.3f} {r['realism 95% CI']}" for r in rows)
         print(f"| {SHORT.get(k[0], k[0])} | {k[1]} | {k[2]} | {k[3][-1]} | {succ} | {joined(rows, 'verdict')} | "
-              f"{real} | {joined(rows, 'realism verdict')} |")
+              f"{rates} | {read} | {joined(rows, 'readable verdict')} | {real} | {joined(rows, 'realism verdict')} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 inversion objective per head, the task subsets, the two-level bootstrap and
 the verdicts from known per-image results."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -86,7 +88,8 @@ def test_bootstrap_interval_counts_seeds_and_images():
 
 
 def _evidence(tv, hits: dict[str, list[float]], task):
-    """Known per-image results; realism: SGD's images 0.3 more realistic than everyone's."""
+    """Known per-image results; realism: SGD's images 0.3 more realistic than
+    everyone's; readable: as the hits, except that no SGD hit on task 2 is."""
     from reconlab.sweep.thesis import TrialEvidence
 
     cfg = ThesisTrialConfig(recipes=("sgd", "adam", "sphere3"), archs=("bn",), classifier_seeds=(1, 2, 3),
@@ -94,7 +97,9 @@ def _evidence(tv, hits: dict[str, list[float]], task):
     names = cfg.classifiers()
     hit = torch.tensor([hits[n.rsplit("-s", 1)[0]] for n in names])
     realism = torch.tensor([[0.5 if n.startswith("sgd") else 0.2] * hit.shape[1] for n in names])
-    return TrialEvidence(cfg, cfg.steps, names, hit, realism, task, {})
+    readable = hit.clone()
+    readable[[n.startswith("sgd") for n in names]] *= (task == 1).float()
+    return TrialEvidence(cfg, cfg.steps, names, hit, readable, realism, task, {})
 
 
 def test_verdicts_pair_arms_at_the_configuration_best_for_all():
@@ -115,10 +120,20 @@ def test_verdicts_pair_arms_at_the_configuration_best_for_all():
     assert by[("task2", "SGD inverts ")]["verdict"] == "UNDECIDED"  # a tie on success ...
     assert by[("task2", "SGD inverts ")]["realism verdict"] == "HOLDS"  # ... not on realism
     assert by[("task2", "SGD inverts ")]["realism A − B"] == pytest.approx(0.3)
+    # ... and on readability Adam is ahead: SGD's task-2 hits all fail the projection check
+    assert by[("task2", "SGD inverts ")]["readable verdict"] == "DOES NOT HOLD"
+    assert by[("task2", "SGD inverts ")]["readable A / B (%)"] == "0.0 / 50.0"
+    assert by[("task2", "SGD inverts ")]["readable A − B (points)"] == pytest.approx(-50.0)
+    assert sgd_adam_1["readable verdict"] == "HOLDS"
     proto = [r for r in rows if "spherical" in r["claim"] and r["task"] == "task1"][0]
     assert proto["verdict"] == "UNDECIDED" and proto["A − B (points)"] == 0
     assert any(f.startswith("SGD inverts better than Adam (ch. 2): task1/bn/tv_l2 HOLDS (+100.0 [+100.0, +100.0]; "
-                            "realism HOLDS)") for f in findings(rows))
+                            "readable HOLDS; realism HOLDS)") for f in findings(rows))
+    # checkpoints from before the readability check: its columns stay empty, the rest is unchanged
+    old = [dataclasses.replace(e, readable=None) for e in (bad, good)]
+    again = verdicts(old)
+    assert [r["verdict"] for r in again] == [r["verdict"] for r in rows]
+    assert {r["readable verdict"] for r in again} == {""}
     table, cols = curve([bad, good])
     assert cols[4:] == ["sgd-bn", "adam-bn", "sphere3-bn"] and len(table) == 4
 
@@ -134,10 +149,10 @@ def _tiny_shared():
     builds = {"sgd-bn-s1": ("classifier_small", {"width": 4}), "adam-bn-s1": ("classifier_small", {"width": 4}),
               "sphere3-bn-s1": ("classifier_prototype", {"width": 4, "dim": 3}),
               "v1": ("classifier_mlp", {"width": 16}), "v2": ("classifier_lenet", {"width": 2}),
-              "v3": ("classifier_plain", {"width": 2})}
+              "v3": ("classifier_plain", {"width": 2}), "reader": ("vae", {"latent": 4, "hidden": 16})}
     models = {k: ({"builder": b, "kwargs": kw}, build(b, **kw).state_dict()) for k, (b, kw) in builds.items()}
     ds = load_dataset("digits", None)
-    return {"models": models, "digests": {k: k for k in models}, "verifiers": ["v1", "v2", "v3"],
+    return {"models": models, "digests": {k: k for k in models}, "verifiers": ["v1", "v2", "v3"], "projector": "reader",
             "sources": pick_sources(ds.x_test, ds.y_test), "real_x": ds.x_test[:60], "real_y": ds.y_test[:60],
             "device": "cpu"}
 
@@ -172,4 +187,7 @@ def test_a_resumed_trial_ends_where_an_uninterrupted_one_does(tmp_path):
 
     png = grids(a, "sphere3-bn-s1", step=8)
     assert set(png) == {"task1.png", "task2.png"} and png["task1.png"] != grids(a, "sphere3-bn-s1")["task1.png"]
-    assert set(whole) >= {"acc_task1", "acc_task2", "realism_task1", "acc_task1.sphere3-bn", "classifier_acc"}
+    assert set(whole) >= {"acc_task1", "acc_task2", "readable_task1", "realism_task1", "acc_task1.sphere3-bn",
+                          "readable_task2.sphere3-bn", "classifier_acc"}
+    for h in a["history"]:  # a readable image is a hit
+        assert h["readable"].shape == h["hit"].shape and bool((h["readable"] <= h["hit"]).all())

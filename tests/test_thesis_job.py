@@ -19,9 +19,11 @@ def test_smoke_comparison_pairs_every_classifier_and_logs_the_verdicts(tmp_path)
     assert "| SGD inverts better than Adam (ch. 2) | bn |" in out
     assert "3-D spherical prototype head" in out and "VAE intermediate classes make Adam invert better" in out
     assert "sweep seed 7" in out
+    assert "readability check: " in out and "% of real test digits pass)" in out
     c, runs = runs_by_kind(f"sqlite:///{tmp_path}/store/mlflow.db", "reconlab-thesis-smoke")
     (parent,) = runs["sweep"]
     assert parent.info.status == "FINISHED" and parent.data.params["seed"] == "7"
+    assert 0 <= float(parent.data.params["real_readable_rate"]) <= 1
     arts = {a.path for a in c.list_artifacts(parent.info.run_id)}
     assert {"verdicts.md", "verdicts.csv", "accuracy_by_config.md", "tv_l2", "vae_latent_tsne.png",
             "vae_intermediate_examples.png"} <= arts
@@ -32,9 +34,12 @@ def test_smoke_comparison_pairs_every_classifier_and_logs_the_verdicts(tmp_path)
     assert trial.info.status == "FINISHED"
     assert [h.step for h in c.get_metric_history(trial.info.run_id, "acc_task1")] == [15, 30]
     for g in ("sgd-bn", "adam-bn", "adam_vae-bn", "sphere3-bn"):
-        assert 0 <= m[f"acc_task1.{g}"] <= 1 and -1 <= m[f"realism_task2.{g}"] <= 1
+        assert 0 <= m[f"readable_task1.{g}"] <= m[f"acc_task1.{g}"] <= 1 and -1 <= m[f"realism_task2.{g}"] <= 1
     # the VAE: its own Ray Train run, with the intermediate examples and the t-SNE of its latent space
-    (vae,) = [r for r in runs["train"] if r.data.tags[tracking.TAG_FAMILY] == "vae"]
+    vaes = {r.data.tags[tracking.TAG_VARIANT]: r for r in runs["train"] if r.data.tags[tracking.TAG_FAMILY] == "vae"}
+    assert set(vaes) == {"vae", "reader_vae"}  # the readability check's VAE: another seed, its own run
+    assert vaes["reader_vae"].info.status == "FINISHED" and parent.data.params["model_uri.reader_vae"]
+    vae = vaes["vae"]
     assert vae.info.status == "FINISHED" and "test_neg_elbo" in vae.data.metrics
     assert {"latent_tsne.png", "intermediate_examples.png", "intermediate_examples.json", "model"} <= {
         a.path for a in c.list_artifacts(vae.info.run_id)}

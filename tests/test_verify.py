@@ -1,12 +1,13 @@
-"""The verifier ensemble and the realism score (issue 14, part 2): a tiny
-adversarial perturbation that makes the inverted classifier say the target is
-not a successful inversion."""
+"""The verifier ensemble, the realism score and the readability check (issue
+14, part 2): a tiny adversarial perturbation that makes the inverted
+classifier say the target is not a successful inversion, and noise optimised
+to fool the whole ensemble is a hit but not readable."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from reconlab.inversion.verify import VerifierEnsemble, realism
+from reconlab.inversion.verify import VerifierEnsemble, realism, vae_projection
 
 
 def _train(spec, ds, epochs):
@@ -23,20 +24,28 @@ def _train(spec, ds, epochs):
 
 @pytest.fixture(scope="module")
 def trained():
-    """The SGD classifier that gets inverted and the three verifiers, trained
-    briefly in-process on the embedded digits."""
+    """The SGD classifier that gets inverted, the three verifiers and the
+    reader VAE (the projector), trained briefly in-process on the embedded
+    digits."""
     from reconlab.data import load_dataset
+    from reconlab.models import build
     from reconlab.training.classifier import VERIFIERS, recipe_spec
+    from reconlab.training.vae import READER_VAE_SPEC, train_epoch
 
     torch.set_num_threads(2)
     ds = load_dataset("digits", None)
     victim = _train(recipe_spec("sgd", "bn", 1), ds, 4)
     members = {k: _train(s, ds, 4) for k, s in VERIFIERS.items()}
-    return ds, victim, members
+    torch.manual_seed(READER_VAE_SPEC.seed)
+    vae = build("vae", **READER_VAE_SPEC.model_kwargs())
+    opt = torch.optim.Adam(vae.parameters(), lr=READER_VAE_SPEC.lr)
+    for e in range(READER_VAE_SPEC.epochs):
+        train_epoch(vae, opt, ds.x_train, READER_VAE_SPEC, e, 0, 1, "cpu")
+    return ds, victim, members, vae.eval()
 
 
 def test_every_member_reads_real_digits(trained):
-    ds, _, members = trained
+    ds, _, members, vae = trained
     ens = VerifierEnsemble(members)
     s = ens.scores(ds.x_test, ds.y_test)
     assert ens.quorum == 2 and s["hit"].mean() > 0.9
@@ -50,7 +59,7 @@ def test_a_tiny_adversarial_perturbation_is_not_a_successful_inversion(trained):
     realism score stays far below that of real digits of the target class."""
     from reconlab.attacks.denoiser import pgd
 
-    ds, victim, members = trained
+    ds, victim, members, vae = trained
     n = len(ds.x_test) // 2
     x, y = ds.x_test[:40], ds.y_test[:40]
     refs_x, refs_y = ds.x_test[n:], ds.y_test[n:]  # held-out real digits for realism
@@ -60,12 +69,37 @@ def test_a_tiny_adversarial_perturbation_is_not_a_successful_inversion(trained):
     assert (adv - x).abs().max() <= 0.15 + 1e-6
     fooled = (victim(adv).argmax(1) == target).float().mean().item()
     assert fooled >= 0.85  # the inverted classifier alone would call these inversions successful
-    ens = VerifierEnsemble(members)
-    assert ens.scores(adv, target)["hit"].mean().item() <= 0.1
+    ens = VerifierEnsemble(members, projector=vae_projection(vae))
+    s = ens.scores(adv, target)
+    assert s["hit"].mean().item() <= 0.1 and s["readable"].mean().item() <= 0.1
     real_targets = ds.x_test[:n][ds.y_test[:n] == 3][:10]
     real = realism(real_targets, torch.full((len(real_targets),), 3), refs_x, refs_y).mean()
     fake = realism(adv, target, refs_x, refs_y).mean()
     assert fake < real - 0.15, (float(fake), float(real))
+
+
+def test_real_digits_are_readable_and_noise_that_fools_the_ensemble_is_not(trained):
+    """The readability check's calibration: most real held-out digits pass.
+    Its point: images optimised from noise until the whole ensemble says the
+    target (no prior: what an inversion without TV finds) are hits, yet
+    their projection onto real digits is mostly another digit."""
+    from reconlab.inversion import invert
+
+    ds, _, members, vae = trained
+    ens = VerifierEnsemble(members, projector=vae_projection(vae))
+    real_rate = ens.real_readable_rate(ds.x_test, ds.y_test)
+    assert real_rate >= 0.75, real_rate
+
+    class Sum(torch.nn.Module):  # the ensemble as one network: summed log-probabilities
+        def forward(self, x):
+            return sum(m(x).log_softmax(1) for m in members.values())
+
+    target = torch.arange(10).repeat(3)
+    x0 = (0.5 + 0.2 * torch.randn(len(target), 1, 28, 28, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    x = invert(Sum(), target, x0, steps=100, lr=0.05)
+    s = ens.scores(x, target)
+    assert s["hit"].mean().item() >= 0.8, float(s["hit"].mean())
+    assert s["readable"].mean().item() <= 0.3, float(s["readable"].mean())
 
 
 def test_quorum_and_realism_follow_their_definitions():
@@ -85,6 +119,18 @@ def test_quorum_and_realism_follow_their_definitions():
     assert VerifierEnsemble(members, quorum=3).scores(torch.zeros(3, 1, 28, 28), target)["hit"].tolist() == [0, 0, 0]
     with pytest.raises(ValueError):
         VerifierEnsemble(members, quorum=4)
+    assert "readable" not in VerifierEnsemble(members).scores(torch.zeros(3, 1, 28, 28), target)
+
+    class ByPixel(torch.nn.Module):  # reads the label from the first pixel (label / 10)
+        def forward(self, x):
+            return F.one_hot((x[:, 0, 0, 0] * 10).round().long(), 10).float() * 10
+
+    readers = {k: ByPixel() for k in "abc"}
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, 0, 0, 0] = torch.tensor([0.0, 0.1, 0.9])
+    # readable = a hit whose projection is a hit: projecting every image onto a "9" keeps only the 9
+    s = VerifierEnsemble(readers, projector=lambda z: torch.full_like(z, 0.9)).scores(x, torch.tensor([0, 1, 9]))
+    assert s["hit"].tolist() == [1, 1, 1] and s["readable"].tolist() == [0, 0, 1]
     g = torch.Generator().manual_seed(0)
     refs = torch.rand(6, 1, 28, 28, generator=g)
     ry = torch.tensor([0, 0, 1, 1, 2, 2])

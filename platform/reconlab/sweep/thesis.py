@@ -4,7 +4,8 @@ configurations, on the same images, over several classifier seeds?
 
 Each Tune trial is one inversion configuration run against every classifier
 (training recipe x architecture x seed); the verifier ensemble scores each
-image. For each objective (chapters 2-3's TV + L2, and the BN prior as the
+image (a hit; readable: a hit whose projection onto real digits, through a
+VAE of its own, is a hit too; realism: SSIM to the nearest real digit). For each objective (chapters 2-3's TV + L2, and the BN prior as the
 extension) and each task, the job takes the configuration with the highest
 mean success over *all* classifiers (a choice that favours no arm) and
 judges each claim "A inverts better than B" from a bootstrap interval of the
@@ -33,7 +34,8 @@ CLAIMS = [
     ("SGD softmax inverts better than the 5-D hyperbolic prototype head (ch. 4)", "sgd", "hyperbolic5"),
 ]
 VERDICT_COLUMNS = ["objective", "task", "tv_weight", "steps", "claim", "arch", "A", "B", "A − B (points)", "95% CI",
-                   "verdict", "realism A − B", "realism 95% CI", "realism verdict"]
+                   "verdict", "readable A / B (%)", "readable A − B (points)", "readable 95% CI", "readable verdict", "realism A − B",
+                   "realism 95% CI", "realism verdict"]
 CURVE_COLUMNS = ["objective", "tv_weight", "steps", "task"]  # + one column per (recipe, arch) group
 
 
@@ -82,7 +84,8 @@ def main(argv=None) -> int:
         from reconlab.inversion.tasks import pick_sources
         from reconlab.sweep.thesis_trial import tune_trainable
         from reconlab.training.classifier import VERIFIERS
-        from reconlab.training.logged import ensure_models
+        from reconlab.training.logged import ensure_model, ensure_models
+        from reconlab.training.vae import READER_VAE_SPEC, fit_vae
 
         workers = args.num_workers or spec.train.num_workers
         verifiers = {k: dataclasses.replace(v, epochs=spec.train.epochs) if spec.train.epochs else v
@@ -93,16 +96,23 @@ def main(argv=None) -> int:
             meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir,
                                                               workers)
             vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
-        got = ensure_models(c, exp_id, specs, dataset=ds, data_root=args.data_root, uri=uri,
-                            storage_dir=storage_dir, num_workers=workers, retrain=args.retrain,
-                            log=tracking.announce, config={"vae_models": vae_models})
+        reader = vae_spec_of(spec, READER_VAE_SPEC)
+        got = {"reader_vae": ensure_model(c, exp_id, "reader_vae", reader, dataset=ds, data_root=args.data_root,
+                                          uri=uri, storage_dir=storage_dir, num_workers=workers,
+                                          retrain=args.retrain, log=tracking.announce, family="vae", fit=fit_vae)}
+        got |= ensure_models(c, exp_id, specs, dataset=ds, data_root=args.data_root, uri=uri,
+                             storage_dir=storage_dir, num_workers=workers, retrain=args.retrain,
+                             log=tracking.announce, config={"vae_models": vae_models})
         shared = {"models": {k: (meta, state) for k, (meta, state, _) in got.items()},
-                  "digests": {k: s.digest() for k, s in specs.items()}, "verifiers": list(VERIFIERS),
+                  "digests": {"reader_vae": reader.digest(), **{k: s.digest() for k, s in specs.items()}},
+                  "verifiers": list(VERIFIERS), "projector": "reader_vae",
                   "sources": pick_sources(ds.x_test, ds.y_test, seed=spec.seed), "real_x": ds.x_test,
                   "real_y": ds.y_test, "threads": max(1, int(spec.resources_per_trial.cpu))}
+        out["real_readable"] = real_readable_rate(shared, ds)
+        tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
         return tune.with_parameters(tune_trainable, shared=shared), {
             "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
-            "classifiers": len(classifiers), **vae_params,
+            "classifiers": len(classifiers), "real_readable_rate": round(out["real_readable"], 4), **vae_params,
             **{f"model_uri.{k}": f"runs:/{v[2]}/model" for k, v in got.items()}}
 
     def finish(grid, parent):
@@ -131,12 +141,25 @@ def main(argv=None) -> int:
     return 1 if sweep.undelivered else 0
 
 
-def vae_spec_of(spec):
-    """The VAE behind the *_vae recipes: ``training.vae.VAE_SPEC``, with the
-    spec's ``train.epochs`` when it sets them (the smoke test)."""
+def vae_spec_of(spec, base=None):
+    """A VAE's spec (default: the one behind the *_vae recipes,
+    ``training.vae.VAE_SPEC``), with the spec's ``train.epochs`` when it
+    sets them (the smoke test)."""
     from reconlab.training.vae import VAE_SPEC
 
-    return dataclasses.replace(VAE_SPEC, epochs=spec.train.epochs) if spec.train.epochs else VAE_SPEC
+    base = base or VAE_SPEC
+    return dataclasses.replace(base, epochs=spec.train.epochs) if spec.train.epochs else base
+
+
+def real_readable_rate(shared: dict, ds) -> float:
+    """The readability check's calibration: the share of the real test
+    digits (which neither the verifiers nor the VAE trained on) it passes."""
+    from reconlab.inversion.verify import VerifierEnsemble, vae_projection
+    from reconlab.models.io import shared_model
+
+    ens = VerifierEnsemble({v: shared_model(shared, v, "cpu") for v in shared["verifiers"]},
+                           projector=vae_projection(shared_model(shared, shared["projector"], "cpu")))
+    return ens.real_readable_rate(ds.x_test, ds.y_test)
 
 
 def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
@@ -216,6 +239,7 @@ class TrialEvidence:
     step: int
     names: list[str]
     hit: object  # (classifiers, images) tensor
+    readable: object  # (classifiers, images), or None in checkpoints from before the readability check
     realism: object
     task: object  # (images,)
     state: dict  # the trial's last checkpoint (its images are those of the last step)
@@ -236,7 +260,8 @@ def collect(grid) -> list[TrialEvidence]:
         if state["history"][-1]["step"] != cfg.steps:
             continue  # stopped before its budget: not comparable
         for h in state["history"]:
-            out.append(TrialEvidence(cfg, h["step"], state["names"], h["hit"], h["realism"], state["task"], state))
+            out.append(TrialEvidence(cfg, h["step"], state["names"], h["hit"], h.get("readable"), h["realism"],
+                                     state["task"], state))
     return out
 
 
@@ -267,8 +292,10 @@ def verdicts(evidence, *, seed: int = 0) -> list[dict]:
     """One row per (objective, task, claim, arch) at the selected configuration:
     the mean paired difference of the ensemble's success rate (points), its
     bootstrap interval over classifier seeds and images, and the verdict;
-    the same for the realism score (the ensemble can accept images a person
-    would not read: realism says how close they are to real digits)."""
+    the same for the readable rate and the realism score (the ensemble can
+    accept images a person would not read: readable asks that their
+    projection onto real digits be read too, realism how close they are to
+    a real digit)."""
     from reconlab.stats import paired_bootstrap
     from reconlab.sweep.thesis_trial import classifier_name
 
@@ -288,11 +315,19 @@ def verdicts(evidence, *, seed: int = 0) -> list[dict]:
                 iv = paired_bootstrap((100 * (ha - hb)).numpy(), seed=seed)
                 ra, rb = ev.realism[ia][:, m].double(), ev.realism[ib][:, m].double()
                 rv = paired_bootstrap((ra - rb).numpy(), seed=seed)
+                readable = {"readable A / B (%)": "", "readable A − B (points)": float("nan"), "readable 95% CI": "",
+                            "readable verdict": ""}
+                if ev.readable is not None:
+                    ea, eb = ev.readable[ia][:, m].double(), ev.readable[ib][:, m].double()
+                    ev_ = paired_bootstrap((100 * (ea - eb)).numpy(), seed=seed)
+                    readable = {"readable A / B (%)": f"{100 * ea.mean():.1f} / {100 * eb.mean():.1f}",
+                                "readable A − B (points)": ev_.mean,
+                                "readable 95% CI": f"[{ev_.low:+.1f}, {ev_.high:+.1f}]", "readable verdict": ev_.verdict()}
                 rows.append({"objective": objective, "task": task, "tv_weight": ev.config.tv_weight, "steps": ev.step,
                              "claim": claim,
                              "arch": arch, "A": f"{a} {100 * ha.mean():.1f}%", "B": f"{b} {100 * hb.mean():.1f}%",
                              "A − B (points)": iv.mean, "95% CI": f"[{iv.low:+.1f}, {iv.high:+.1f}]",
-                             "verdict": iv.verdict(), "realism A − B": rv.mean,
+                             "verdict": iv.verdict(), **readable, "realism A − B": rv.mean,
                              "realism 95% CI": f"[{rv.low:+.3f}, {rv.high:+.3f}]", "realism verdict": rv.verdict()})
     return rows
 
@@ -302,7 +337,8 @@ def findings(rows) -> list[str]:
     out = []
     for claim, _, _ in CLAIMS:
         cells = [f"{r['task']}/{r['arch']}/{r['objective']} {r['verdict']} ({r['A − B (points)']:+.1f} "
-                 f"{r['95% CI']}; realism {r['realism verdict']})" for r in rows if r["claim"] == claim]
+                 f"{r['95% CI']}; readable {r['readable verdict'] or '–'}; realism {r['realism verdict']})"
+                 for r in rows if r["claim"] == claim]
         if cells:
             out.append(f"{claim}: " + "; ".join(cells))
     return out
@@ -343,7 +379,9 @@ def print_report(out, ds, n_classifiers, spec, seconds, experiment, uri):
     from reconlab.sweep.runner import markdown_table
 
     print(f"\nPaired comparison '{spec.name}' on '{ds.name}': {n_classifiers} classifiers, each configuration run "
-          f"against all of them on the same images; success = the verifier ensemble's majority says the target.\n")
+          f"against all of them on the same images; success = the verifier ensemble's majority says the target; "
+          f"readable = a success whose projection onto real digits (a VAE's reconstruction) is one too "
+          f"({100 * out['real_readable']:.1f}% of real test digits pass).\n")
     print("Success rate (%) per configuration at its last step, mean over classifier seeds (every step: "
           "accuracy_by_config.csv in MLflow):\n")
     last = {}

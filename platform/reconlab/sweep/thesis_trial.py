@@ -5,7 +5,8 @@ classifier seed), on the same images, and scored by the verifier ensemble.
 A trial advances all classifiers in lockstep, ``report_every`` steps at a
 time, so each report carries every classifier's scores at the same step.
 Every report checkpoints the images, each classifier's optimizer state and
-the per-image results so far (``hit``: the ensemble's vote; ``realism``; the
+the per-image results so far (``hit``: the ensemble's vote; ``readable``:
+a hit whose projection onto real digits is a hit too; ``realism``; the
 images as 8-bit); the job reads the last one to pair classifiers image by
 image at whichever report it selects.
 """
@@ -24,8 +25,8 @@ from reconlab.models.io import shared_model  # each shared model built once per 
 
 # Trial-level metrics (means over the trial's classifiers); per-group ones are
 # "<metric>.<recipe>-<arch>" (``group_metric_keys``).
-METRICS = ("acc_task1", "acc_task2", "realism_task1", "realism_task2", "conf_task1", "conf_task2",
-           "classifier_acc", "objective")
+METRICS = ("acc_task1", "acc_task2", "readable_task1", "readable_task2", "realism_task1", "realism_task2",
+           "conf_task1", "conf_task2", "classifier_acc", "objective")
 OBJECTIVES = ("tv_l2", "tv_l2_bn")  # chapters 2-3's replication; + DeepInversion's BN prior (the extension)
 
 
@@ -97,20 +98,23 @@ def classifier_name(recipe: str, arch: str, seed: int) -> str:
 
 
 def group_metric_keys(recipes, archs) -> list[str]:
-    return [f"{m}.{r}-{a}" for r in recipes for a in archs for m in ("acc_task1", "acc_task2", "realism_task1",
-                                                                      "realism_task2")]
+    return [f"{m}.{r}-{a}" for r in recipes for a in archs
+            for m in ("acc_task1", "acc_task2", "readable_task1", "readable_task2", "realism_task1", "realism_task2")]
 
 
 @torch.no_grad()
 def score(x, batch, model, ensemble, real_x, real_y) -> dict[str, torch.Tensor]:
-    """Per image: the ensemble's vote (``hit``), its confidence, the realism
-    score and whether the inverted classifier itself says the target."""
+    """Per image: the ensemble's vote (``hit``), whether the hit is readable
+    (its projection onto real digits is a hit too), the ensemble's
+    confidence, the realism score and whether the inverted classifier itself
+    says the target."""
     from reconlab.inversion.invert import head_loss
     from reconlab.inversion.verify import realism
 
     s = ensemble.scores(x, batch.target)
     _, scores = head_loss(model, x, batch.target)
-    return {"hit": s["hit"], "conf": s["conf"], "realism": realism(x, batch.target, real_x, real_y),
+    return {"hit": s["hit"], "readable": s["readable"], "conf": s["conf"],
+            "realism": realism(x, batch.target, real_x, real_y),
             "own": (scores.argmax(1) == batch.target).float()}
 
 
@@ -127,6 +131,7 @@ def summarize(per: dict[str, dict[str, torch.Tensor]], task: torch.Tensor, loss:
         if not mask.any():
             continue
         out[f"acc_{suffix}"] = mean([p["hit"][mask].mean() for p in per.values()])
+        out[f"readable_{suffix}"] = mean([p["readable"][mask].mean() for p in per.values()])
         out[f"conf_{suffix}"] = mean([p["conf"][mask].mean() for p in per.values()])
         out[f"realism_{suffix}"] = mean([p["realism"][mask].mean() for p in per.values()])
         groups: dict[str, list[str]] = {}
@@ -134,6 +139,7 @@ def summarize(per: dict[str, dict[str, torch.Tensor]], task: torch.Tensor, loss:
             groups.setdefault(name.rsplit("-s", 1)[0], []).append(name)
         for g, names in groups.items():
             out[f"acc_{suffix}.{g}"] = mean([per[n]["hit"][mask].mean() for n in names])
+            out[f"readable_{suffix}.{g}"] = mean([per[n]["readable"][mask].mean() for n in names])
             out[f"realism_{suffix}.{g}"] = mean([per[n]["realism"][mask].mean() for n in names])
     out["classifier_acc"] = mean([p["own"].mean() for p in per.values()])
     out["objective"] = mean([v.mean() for v in loss.values()])
@@ -145,14 +151,15 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     ``report_every`` steps (without Ray it may be None)."""
     from reconlab.inversion import invert
     from reconlab.inversion.tasks import task_batch
-    from reconlab.inversion.verify import VerifierEnsemble
+    from reconlab.inversion.verify import VerifierEnsemble, vae_projection
 
     cfg = ThesisTrialConfig(**config)
     torch.manual_seed(cfg.seed)
     dev = shared.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     names = cfg.classifiers()
     models = {n: shared_model(shared, n, dev) for n in names}
-    ensemble = VerifierEnsemble({v: shared_model(shared, v, dev) for v in shared["verifiers"]})
+    ensemble = VerifierEnsemble({v: shared_model(shared, v, dev) for v in shared["verifiers"]},
+                                projector=vae_projection(shared_model(shared, shared["projector"], dev)))
     batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed,
                        task2=cfg.task2_per_source > 0, task2_per_source=cfg.task2_per_source).to(dev)
     real_x, real_y = shared["real_x"].to(dev), shared["real_y"].to(dev)
@@ -181,6 +188,7 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
         start = end
         last = {"step": end, **summarize(per, batch.task, losses)}
         history.append({"step": end, "hit": torch.stack([per[n]["hit"] for n in names]).cpu(),
+                        "readable": torch.stack([per[n]["readable"] for n in names]).cpu(),
                         "realism": torch.stack([per[n]["realism"] for n in names]).cpu(),
                         "x": (torch.stack([xs[n] for n in names]) * 255).round().to(torch.uint8).cpu()})
         if report is None:

@@ -44,6 +44,9 @@ class VAESpec:
 
 
 VAE_SPEC = VAESpec()  # the VAE behind the comparison's *_vae recipes
+# The VAE that projects inversions onto real digits for the readability
+# check (inversion.verify): another seed, so no classifier was trained on its samples.
+READER_VAE_SPEC = VAESpec(seed=101)
 
 
 def train_epoch(model, opt, x, spec: VAESpec, epoch: int, rank: int, world: int, device) -> float:
