@@ -5,7 +5,8 @@ configurations, on the same images, over several classifier seeds?
 Each Tune trial is one inversion configuration run against every classifier
 (training recipe x architecture x seed); the verifier ensemble scores each
 image (a hit; readable: a hit whose projection onto real digits, through a
-VAE of its own, is a hit too; realism: SSIM to the nearest real digit). For each objective (chapters 2-3's TV + L2, and the BN prior as the
+VAE of its own, is a hit too; realism: SSIM to the nearest real digit).
+For each objective (chapters 2-3's TV + L2, and the BN prior as the
 extension) and each task, the job takes the configuration with the highest
 mean success over *all* classifiers (a choice that favours no arm) and
 judges each claim "A inverts better than B" from a bootstrap interval of the
@@ -34,8 +35,8 @@ CLAIMS = [
     ("SGD softmax inverts better than the 5-D hyperbolic prototype head (ch. 4)", "sgd", "hyperbolic5"),
 ]
 VERDICT_COLUMNS = ["objective", "task", "tv_weight", "steps", "claim", "arch", "A", "B", "A − B (points)", "95% CI",
-                   "verdict", "readable A / B (%)", "readable A − B (points)", "readable 95% CI", "readable verdict", "realism A − B",
-                   "realism 95% CI", "realism verdict"]
+                   "verdict", "readable A / B (%)", "readable A − B (points)", "readable 95% CI", "readable verdict",
+                   "realism A − B", "realism 95% CI", "realism verdict"]
 CURVE_COLUMNS = ["objective", "tv_weight", "steps", "task"]  # + one column per (recipe, arch) group
 
 
@@ -319,10 +320,10 @@ def verdicts(evidence, *, seed: int = 0) -> list[dict]:
                             "readable verdict": ""}
                 if ev.readable is not None:
                     ea, eb = ev.readable[ia][:, m].double(), ev.readable[ib][:, m].double()
-                    ev_ = paired_bootstrap((100 * (ea - eb)).numpy(), seed=seed)
+                    dv = paired_bootstrap((100 * (ea - eb)).numpy(), seed=seed)
                     readable = {"readable A / B (%)": f"{100 * ea.mean():.1f} / {100 * eb.mean():.1f}",
-                                "readable A − B (points)": ev_.mean,
-                                "readable 95% CI": f"[{ev_.low:+.1f}, {ev_.high:+.1f}]", "readable verdict": ev_.verdict()}
+                                "readable A − B (points)": dv.mean,
+                                "readable 95% CI": f"[{dv.low:+.1f}, {dv.high:+.1f}]", "readable verdict": dv.verdict()}
                 rows.append({"objective": objective, "task": task, "tv_weight": ev.config.tv_weight, "steps": ev.step,
                              "claim": claim,
                              "arch": arch, "A": f"{a} {100 * ha.mean():.1f}%", "B": f"{b} {100 * hb.mean():.1f}%",
