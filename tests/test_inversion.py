@@ -89,19 +89,44 @@ def test_inversion_turns_noise_into_each_target_digit(digits):
 
 
 def untrained_shared(digits, **extra) -> dict:
-    """A trial's ``shared`` payload with untrained (seeded) sgd and verifier
-    classifiers: the trial's mechanics, not inversion quality."""
-    from reconlab.training.classifier import VARIANTS
+    """A trial's ``shared`` payload with an untrained (seeded) sgd
+    classifier, verifier ensemble and reader VAE: the trial's mechanics, not
+    inversion quality."""
+    from reconlab.training.classifier import VARIANTS, VERIFIERS
+    from reconlab.training.vae import READER_VAE_SPEC
 
     shared = {"models": {}, "digests": {}, "sources": pick_sources(digits.x_test, digits.y_test),
-              "class_means": digits.class_means(), "device": "cpu", **extra}
-    for v in ("sgd", "verifier"):
-        spec = VARIANTS[v]
+              "class_means": digits.class_means(), "device": "cpu", "verifiers": list(VERIFIERS),
+              "projector": "reader_vae", **extra}
+    for v, spec in {"sgd": VARIANTS["sgd"], **VERIFIERS, "reader_vae": READER_VAE_SPEC}.items():
         torch.manual_seed(spec.seed)
         shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()},
                                build(spec.builder, **spec.model_kwargs()).state_dict())
         shared["digests"][v] = f"untrained-{v}"
     return shared
+
+
+def test_trial_metrics_are_the_ensembles_vote_and_its_readable_hits_per_task(digits):
+    """``evaluate`` reports the ensemble's hits and readable hits as given,
+    overall and per task (task 1: the first 10 * restarts images)."""
+    from reconlab.sweep.inversion_trial import evaluate
+
+    batch = task_batch(pick_sources(digits.x_test, digits.y_test), restarts=1, init_scale=0.2, seed=0)
+    n = len(batch.target)  # 10 task-1 images, then 90 task-2
+    hit, readable = torch.zeros(n), torch.zeros(n)
+    hit[:5], hit[10:55], readable[:2], readable[10:19] = 1, 1, 1, 1
+
+    class Stub:
+        def scores(self, x, target):
+            return {"hit": hit, "readable": readable, "conf": torch.full((n,), 0.3)}
+
+    def says_the_target(x):
+        return torch.nn.functional.one_hot(batch.target, 10).float()
+
+    m = evaluate(batch.x0, batch, says_the_target, Stub(), digits.class_means(), torch.zeros(n))
+    assert (m["verifier_acc"], m["verifier_acc_task1"], m["verifier_acc_task2"]) == pytest.approx((0.5, 0.5, 0.5))
+    assert (m["readable_acc"], m["readable_acc_task1"], m["readable_acc_task2"]) == pytest.approx((0.11, 0.2, 0.1))
+    assert m["verifier_conf"] == pytest.approx(0.3) and m["classifier_acc"] == 1.0
 
 
 @pytest.mark.parametrize("period, stop_points, expected", [(0, [], [True] * 4), (1e9, [], [False] * 3 + [True]),

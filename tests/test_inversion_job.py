@@ -19,10 +19,11 @@ pytestmark = pytest.mark.slow
 def test_smoke_run_prints_the_table_and_ui_hint(smoke_store):
     _, p = smoke_store
     out = p.stdout
-    assert "best verifier_acc per classifier variant" in out
+    assert "best readable_acc per classifier variant" in out
     for v in ("sgd", "adam", "adam_fgsm"):
         assert f"| {v} | 2 |" in out
     assert "each the maximum of its own search, unpaired" in out and "judged paired" in out
+    assert "a majority of three independent verifiers" in out and "% of real test digits pass)" in out
     assert "HOLDS" not in out  # two maxima decide nothing: the paired comparison judges the claims
     assert "mlflow ui --host 127.0.0.1" in out
     # progress is a few plain lines off a terminal, not Tune's trial table (issue 17: <= 60 lines in all)
@@ -60,7 +61,11 @@ def test_smoke_run_leaves_one_run_per_trial_with_full_history(smoke_store):
         every = int(t.data.params["report_every"])
         assert steps == list(range(every, every * len(steps) + 1, every)), steps  # gap- and duplicate-free
         assert "inversion_task1.png" in {a.path for a in c.list_artifacts(t.info.run_id)}
-    assert sorted(r.data.tags["reconlab.variant"] for r in runs["train"]) == ["adam", "adam_fgsm", "sgd", "verifier"]
+        m = t.data.metrics  # a readable hit is a hit: the ensemble's vote on the image and on its projection
+        assert 0 <= m["readable_acc"] <= m["verifier_acc"] and 0 <= m["readable_acc_task1"] <= m["verifier_acc_task1"]
+    assert 0 <= float(parent.data.params["real_readable_rate"]) <= 1
+    assert sorted(r.data.tags["reconlab.variant"] for r in runs["train"]) == [
+        "adam", "adam_fgsm", "reader_vae", "sgd", "verifier", "verifier_lenet_fgsm", "verifier_mlp"]
     for r in runs["train"]:
         assert r.data.tags["mlflow.source.name"] == "jobs/inversion_sweep.py"
         assert [i.dataset.digest for i in r.inputs.dataset_inputs] == [ds.dataset.digest]
@@ -88,7 +93,8 @@ def test_second_run_through_a_server_uri_with_credentials_reuses_the_classifiers
         p = run_job("inversion_sweep.py", "--smoke-test", "--storage-path", str(d), "--num-samples", "1",
                     "--tracking-uri", f"http://alice:{password}@127.0.0.1:{port}", env={"RAY_TMPDIR": ray_tmp})
         assert p.returncode == 0, p.stderr[-3000:]
-        assert p.stderr.count("reusing classifier") == 4 and "classifier models with Ray Train" not in p.stderr
+        assert p.stderr.count("reusing classifier") == 6 and "classifier models with Ray Train" not in p.stderr
+        assert "reusing vae 'reader_vae'" in p.stderr
         assert f"http://alice:***@127.0.0.1:{port}" in p.stdout
         hits, n_files = find_needles([d, ray_tmp], {"password": password.encode()},
                                      texts={"stdout": p.stdout, "stderr": p.stderr})
@@ -99,7 +105,7 @@ def test_second_run_through_a_server_uri_with_credentials_reuses_the_classifiers
 
         shutil.rmtree(ray_tmp, ignore_errors=True)
     c, runs = runs_by_kind(f"sqlite:///{d}/mlflow.db", "reconlab-inversion-smoke")
-    assert len(runs["train"]) == 4 and len(runs["sweep"]) == 2 and len(runs["trial"]) == 6 + 3
+    assert len(runs["train"]) == 7 and len(runs["sweep"]) == 2 and len(runs["trial"]) == 6 + 3
 
 
 # Bad input (exit 2, one line, before Ray, nothing left behind): tests/test_bad_input.py

@@ -4,7 +4,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from reconlab.metrics import psnr, ssim, verifier_scores
+from reconlab.metrics import psnr, ssim
 
 
 def test_ssim_matches_scikit_image():
@@ -24,13 +24,3 @@ def test_psnr_values():
     y[1] += 0.1  # MSE 0.01 -> 20 dB
     p = psnr(y, x)
     assert math.isinf(p[0]) and p[1].item() == pytest.approx(20.0, abs=1e-4)
-
-
-def test_verifier_scores_hits_and_confidence():
-    class Fixed(torch.nn.Module):
-        def forward(self, x):
-            return torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
-
-    s = verifier_scores(Fixed(), torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 1]))
-    assert s["hit"].tolist() == [1.0, 1.0, 0.0]
-    assert s["conf"][0].item() == pytest.approx(torch.tensor([5.0, 0.0]).softmax(0)[0].item())

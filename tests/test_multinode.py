@@ -113,11 +113,11 @@ def test_the_main_job_spreads_over_two_nodes_and_survives_losing_one(cluster, tm
         log.seek(0)
         out = log.read()
         assert proc.returncode == 0 and "succeeded" in out.lower(), out[-4000:]
-        assert "best verifier_acc per classifier variant" in out
+        assert "best readable_acc per classifier variant" in out
 
         _, runs = runs_by_kind(uri, EXPERIMENT)
         assert len(runs["sweep"]) == 1 and runs["sweep"][0].info.status == "FINISHED"
-        assert len(runs["train"]) == 2  # the sgd classifier and the verifier
+        assert len(runs["train"]) == 5  # the sgd classifier, three verifiers and the readability check's VAE
         trials = runs["trial"]
         ids = [r.data.tags[tracking.TAG_TRIAL] for r in trials]
         assert len(trials) == 3 and len(set(ids)) == 3, ids  # one run per trial: none missing, none doubled

@@ -50,7 +50,7 @@ def test_the_report_holds_the_job_s_own_table_a_link_per_run_and_the_missing_fam
     for r in [parent, *trials]:
         assert dashboards.run_url(dashboards.UI, exp.experiment_id, r.info.run_id) in page
     n = len(trials)
-    assert f"trials: {n} finished" in page and f"best verifier_acc so far over {n} trials" in page
+    assert f"trials: {n} finished" in page and f"best readable_acc so far over {n} trials" in page
     assert "<li>variant sgd (" in page  # Optuna's studies, named by their stratum
     # families without runs say the command that makes them
     for f in dashboards.FAMILIES:

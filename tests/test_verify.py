@@ -116,6 +116,7 @@ def test_quorum_and_realism_follow_their_definitions():
                "c": Fixed(torch.tensor([9, 1, 9]))}
     s = VerifierEnsemble(members).scores(torch.zeros(3, 1, 28, 28), target)
     assert s["votes"].tolist() == [2, 2, 0] and s["hit"].tolist() == [1, 1, 0]
+    assert s["conf"][0].item() == pytest.approx(2 / 3, abs=1e-3) and s["conf"][2].item() < 1e-3  # mean probability
     assert VerifierEnsemble(members, quorum=3).scores(torch.zeros(3, 1, 28, 28), target)["hit"].tolist() == [0, 0, 0]
     with pytest.raises(ValueError):
         VerifierEnsemble(members, quorum=4)

@@ -52,15 +52,6 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, win_size: 
     return s.flatten(1).mean(1).float()
 
 
-@torch.no_grad()
-def verifier_scores(verifier: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per image: whether the independent verifier labels it as the target
-    (``hit``) and the verifier's probability of the target (``conf``)."""
-    verifier.eval()
-    probs = verifier(x).softmax(1)
-    return {"hit": (probs.argmax(1) == target).float(), "conf": probs.gather(1, target[:, None]).squeeze(1)}
-
-
 def macro_prf(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
     """Macro-averaged precision, recall and F1 (the thesis's Tables 4.1/4.2):
     per class from the confusion counts, then the plain mean over classes (a

@@ -64,6 +64,15 @@ class VerifierEnsemble:
         return float(self.scores(real_x, real_y)["readable"].mean())
 
 
+def ensemble_of(shared: dict, device: str = "cpu") -> VerifierEnsemble:
+    """The ensemble, with the readability projector, from a sweep's shared
+    models (``training.logged.ensure_with_verifiers``)."""
+    from reconlab.models.io import shared_model
+
+    return VerifierEnsemble({v: shared_model(shared, v, device) for v in shared["verifiers"]},
+                            projector=vae_projection(shared_model(shared, shared["projector"], device)))
+
+
 def vae_projection(vae: nn.Module):
     """x -> the VAE's reconstruction of x from its posterior mean, decode(mu(x))."""
 

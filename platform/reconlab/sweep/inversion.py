@@ -1,5 +1,6 @@
 """The main job: train (or reuse) the thesis's classifiers, then sweep network
-inversion over them with Ray Tune + Optuna, scored by an independent verifier."""
+inversion over them with Ray Tune + Optuna, scored by a verifier ensemble and
+its readability check (``inversion.verify``)."""
 
 from __future__ import annotations
 
@@ -56,19 +57,19 @@ def main(argv=None) -> int:
         from ray import tune
 
         from reconlab.inversion.tasks import pick_sources
+        from reconlab.inversion.verify import ensemble_of
         from reconlab.sweep.inversion_trial import tune_trainable
-
-        from reconlab.training.logged import ensure_models
+        from reconlab.training.logged import ensure_with_verifiers
 
         specs = {v: VARIANTS[v] if spec.train.epochs is None else dataclasses.replace(VARIANTS[v],
                                                                                       epochs=spec.train.epochs)
-                 for v in [*variants, "verifier"]}
-        got = ensure_models(c, exp_id, specs, dataset=ds, data_root=args.data_root, uri=uri, storage_dir=storage_dir,
-                            num_workers=args.num_workers or spec.train.num_workers, retrain=args.retrain,
-                            log=tracking.announce)
-        shared = {"models": {v: (meta, state) for v, (meta, state, _) in got.items()},
-                  "digests": {v: s.digest() for v, s in specs.items()}}
-        train_ids = {v: run_id for v, (_, _, run_id) in got.items()}
+                 for v in variants}
+        shared, train_ids = ensure_with_verifiers(c, exp_id, specs, epochs=spec.train.epochs, dataset=ds,
+                                                  data_root=args.data_root, uri=uri, storage_dir=storage_dir,
+                                                  num_workers=args.num_workers or spec.train.num_workers,
+                                                  retrain=args.retrain, log=tracking.announce)
+        out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
+        tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
         shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
         shared["class_means"] = ds.class_means("test")
         shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
@@ -76,6 +77,7 @@ def main(argv=None) -> int:
         shared["stop_points"] = stop_points(spec, max_t)
         return tune.with_parameters(tune_trainable, shared=shared), {
             "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
+            "real_readable_rate": round(out["real_readable"], 4),
             **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}}
 
     out = {}
@@ -86,13 +88,14 @@ def main(argv=None) -> int:
 
     grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
                             metric_keys=METRICS, max_t=max_t, artifacts="inversion", finish=finish)
-    print_report(out["rows"], spec, variants, uri, experiment, time.time() - t_start)
+    print_report(out["rows"], spec, uri, experiment, time.time() - t_start, out["real_readable"])
     print_ui_hint(uri, sweep.exp_id)
     return 1 if sweep.undelivered else 0
 
 
 CONFIG_KEYS = ("optimizer", "lr", "steps", "tv_weight", "l2_weight", "bn_weight", "init_scale")
-COLUMNS = ["variant", "trials", "verifier_acc", "verifier_conf", "ssim_class_mean", *CONFIG_KEYS]
+SCORES = ("verifier_acc", "readable_acc", "verifier_conf", "ssim_class_mean")
+COLUMNS = ["variant", "trials", *SCORES, *CONFIG_KEYS]
 
 
 def summarize(grid, spec, variants):
@@ -109,22 +112,21 @@ def summarize(grid, spec, variants):
             continue
         b = best_result(cands, spec.metric, spec.mode)
         best[v] = b
-        rows.append({"variant": v, "trials": n, **{k: b.metrics.get(k) for k in
-                     ("verifier_acc", "verifier_conf", "ssim_class_mean")},
+        rows.append({"variant": v, "trials": n, **{k: b.metrics.get(k) for k in SCORES},
                      **{k: b.config.get(k) for k in CONFIG_KEYS}})
     return rows, best
 
 
-def findings(rows) -> list[str]:
+def findings(rows, metric: str) -> list[str]:
     """What the best trials show, without a verdict: each variant's best is
     the maximum of its own noisy, unpaired search, so two maxima decide
     nothing (``jobs/thesis_comparison.py`` judges the thesis's claims, paired
     and with intervals)."""
-    acc = {r["variant"]: r.get("verifier_acc") for r in rows if isinstance(r.get("verifier_acc"), float)}
+    acc = {r["variant"]: r.get(metric) for r in rows if isinstance(r.get(metric), (int, float))}
     if len(acc) < 2:
         return []
     best = ", ".join(f"{v} {a:.3f}" for v, a in acc.items())
-    return [f"best verifier accuracy per variant (each the maximum of its own search, unpaired): {best}. "
+    return [f"best {metric} per variant (each the maximum of its own search, unpaired): {best}. "
             f"Whether SGD inverts better than Adam (thesis ch. 2) or FGSM training repairs Adam (ch. 3) is judged "
             f"paired, with intervals, by jobs/thesis_comparison.py"]
 
@@ -134,7 +136,7 @@ def finish_parent(parent, rows, best, grid, spec):
     ``spool.ParentLog``)."""
     from reconlab.sweep.runner import best_result, log_table
 
-    log_table(parent, rows, COLUMNS, findings(rows), "summary")
+    log_table(parent, rows, COLUMNS, findings(rows, spec.metric), "summary")
     if best:
         top = best_result(best.values(), spec.metric, spec.mode)
         parent.log_batch(params={f"best.{k}": v for k, v in top.config.items()},
@@ -151,14 +153,15 @@ def finish_parent(parent, rows, best, grid, spec):
     parent.set_terminated("FINISHED")
 
 
-def print_report(rows, spec, variants, uri, experiment, seconds):
+def print_report(rows, spec, uri, experiment, seconds, real_readable):
     from reconlab.sweep.runner import markdown_table
 
-    cols = COLUMNS
     print(f"\nInversion sweep '{spec.name}' ({spec.source}): best {spec.metric} per classifier variant\n")
-    print(markdown_table(rows, cols))
-    print()
-    for f in findings(rows):
+    print(markdown_table(rows, COLUMNS))
+    print(f"\nverifier_acc: the share of inverted images a majority of three independent verifiers labels as the "
+          f"target; readable_acc: those whose projection onto real digits is a hit too "
+          f"({100 * real_readable:.1f}% of real test digits pass)\n")
+    for f in findings(rows, spec.metric):
         print(f"- {f}")
     print(f"\n{sum(r['trials'] for r in rows)} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at "
           f"{tracking.redact(uri)}")

@@ -1,5 +1,7 @@
 """The inversion sweep's trial: invert one trained classifier on the thesis's
-two tasks and score the result with the independent verifier.
+two tasks and score the result with the verifier ensemble (a hit needs the
+majority of three independently trained verifiers) and its readability check
+(``inversion.verify``).
 
 Runs inside a Ray Tune worker. Trained models arrive through the object store
 (``tune.with_parameters``), never retrained per trial. A report carries a
@@ -28,11 +30,11 @@ import torch
 from reconlab.models.io import shared_model  # each shared model built once per worker process
 
 INVERTIBLE = ("sgd", "adam", "adam_fgsm")
-METRICS = ("verifier_acc", "verifier_acc_task1", "verifier_acc_task2", "verifier_conf", "ssim_class_mean",
-           "classifier_acc", "objective")
+METRICS = ("verifier_acc", "verifier_acc_task1", "verifier_acc_task2", "readable_acc", "readable_acc_task1",
+           "readable_acc_task2", "verifier_conf", "ssim_class_mean", "classifier_acc", "objective")
 # Each metric's range, and which way is better (the rest: higher). A diverged
 # trial reports the worst end of each (runner.worst_value).
-BOUNDS = {"verifier_acc": (0.0, 1.0), "verifier_acc_task1": (0.0, 1.0), "verifier_acc_task2": (0.0, 1.0),
+BOUNDS = {**{k: (0.0, 1.0) for k in METRICS[:6]},
           "verifier_conf": (0.0, 1.0), "ssim_class_mean": (-1.0, 1.0), "classifier_acc": (0.0, 1.0),
           "objective": (0.0, math.inf)}
 LOWER_IS_BETTER = {"objective"}
@@ -75,22 +77,27 @@ def _device(shared: dict) -> str:
 
 
 @torch.no_grad()
-def evaluate(x, batch, model, verifier, class_means, objective) -> dict:
-    from reconlab.metrics import ssim, verifier_scores
+def evaluate(x, batch, model, ensemble, class_means, objective) -> dict:
+    """The trial's metrics, overall and per task: ``verifier_acc``, the share
+    of images the ensemble's majority labels as the target, and
+    ``readable_acc``, the share that are readable hits (the projection onto
+    real digits is a hit too); ``verifier_conf``, the members' mean
+    probability of the target; ``classifier_acc``, how often the inverted
+    classifier itself says the target."""
+    from reconlab.metrics import ssim
 
-    s = verifier_scores(verifier, x, batch.target)
+    s = ensemble.scores(x, batch.target)
     t1 = batch.task == 1
-    own = (model(x).argmax(1) == batch.target).float()
-    out = {
-        "verifier_acc": s["hit"].mean().item(),
-        "verifier_acc_task1": s["hit"][t1].mean().item(),
-        "verifier_acc_task2": s["hit"][~t1].mean().item() if (~t1).any() else float("nan"),
+    out = {}
+    for name, v in (("verifier_acc", s["hit"]), ("readable_acc", s["readable"])):
+        out |= {name: v.mean().item(), f"{name}_task1": v[t1].mean().item(),
+                f"{name}_task2": v[~t1].mean().item() if (~t1).any() else float("nan")}
+    return out | {
         "verifier_conf": s["conf"].mean().item(),
         "ssim_class_mean": ssim(x, class_means[batch.target]).mean().item(),
-        "classifier_acc": own.mean().item(),
+        "classifier_acc": (model(x).argmax(1) == batch.target).float().mean().item(),
         "objective": objective.mean().item(),
     }
-    return out
 
 
 def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | None = None) -> dict:
@@ -99,11 +106,12 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     Ray it may be None (plain loop, benches)."""
     from reconlab.inversion import invert
     from reconlab.inversion.tasks import task_batch
+    from reconlab.inversion.verify import ensemble_of
 
     cfg = InversionTrialConfig(**config)
     torch.manual_seed(cfg.seed)
     dev = _device(shared)
-    model, verifier = shared_model(shared, cfg.variant, dev), shared_model(shared, "verifier", dev)
+    model, ensemble = shared_model(shared, cfg.variant, dev), ensemble_of(shared, dev)
     batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed).to(dev)
     class_means = shared["class_means"].to(dev)
     x0, start, opt_state = batch.x0, 0, None
@@ -121,7 +129,7 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
             if report is not None:
                 report(last, None)
             raise _Diverged
-        last = {"step": step, **evaluate(x, batch, model, verifier, class_means, loss)}
+        last = {"step": step, **evaluate(x, batch, model, ensemble, class_means, loss)}
         if report is None:
             return
         due = time.monotonic() - last_checkpoint >= cfg.checkpoint_period_s

@@ -83,38 +83,28 @@ def main(argv=None) -> int:
         from ray import tune
 
         from reconlab.inversion.tasks import pick_sources
+        from reconlab.inversion.verify import ensemble_of
         from reconlab.sweep.thesis_trial import tune_trainable
-        from reconlab.training.classifier import VERIFIERS
-        from reconlab.training.logged import ensure_model, ensure_models
-        from reconlab.training.vae import READER_VAE_SPEC, fit_vae
+        from reconlab.training.logged import ensure_with_verifiers
 
         workers = args.num_workers or spec.train.num_workers
-        verifiers = {k: dataclasses.replace(v, epochs=spec.train.epochs) if spec.train.epochs else v
-                     for k, v in VERIFIERS.items()}
-        specs = {**verifiers, **classifiers}
         vae_models, vae_params = {}, {}
         if any(s.vae for s in classifiers.values()):
             meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir,
                                                               workers)
             vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
-        reader = vae_spec_of(spec, READER_VAE_SPEC)
-        got = {"reader_vae": ensure_model(c, exp_id, "reader_vae", reader, dataset=ds, data_root=args.data_root,
-                                          uri=uri, storage_dir=storage_dir, num_workers=workers,
-                                          retrain=args.retrain, log=tracking.announce, family="vae", fit=fit_vae)}
-        got |= ensure_models(c, exp_id, specs, dataset=ds, data_root=args.data_root, uri=uri,
-                             storage_dir=storage_dir, num_workers=workers, retrain=args.retrain,
-                             log=tracking.announce, config={"vae_models": vae_models})
-        shared = {"models": {k: (meta, state) for k, (meta, state, _) in got.items()},
-                  "digests": {"reader_vae": reader.digest(), **{k: s.digest() for k, s in specs.items()}},
-                  "verifiers": list(VERIFIERS), "projector": "reader_vae",
-                  "sources": pick_sources(ds.x_test, ds.y_test, seed=spec.seed), "real_x": ds.x_test,
-                  "real_y": ds.y_test, "threads": max(1, int(spec.resources_per_trial.cpu))}
-        out["real_readable"] = real_readable_rate(shared, ds)
+        shared, run_ids = ensure_with_verifiers(c, exp_id, classifiers, epochs=spec.train.epochs,
+                                                config={"vae_models": vae_models}, dataset=ds,
+                                                data_root=args.data_root, uri=uri, storage_dir=storage_dir,
+                                                num_workers=workers, retrain=args.retrain, log=tracking.announce)
+        shared |= {"sources": pick_sources(ds.x_test, ds.y_test, seed=spec.seed), "real_x": ds.x_test,
+                   "real_y": ds.y_test, "threads": max(1, int(spec.resources_per_trial.cpu))}
+        out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
         tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
         return tune.with_parameters(tune_trainable, shared=shared), {
             "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
             "classifiers": len(classifiers), "real_readable_rate": round(out["real_readable"], 4), **vae_params,
-            **{f"model_uri.{k}": f"runs:/{v[2]}/model" for k, v in got.items()}}
+            **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in run_ids.items()}}
 
     def finish(grid, parent):
         from reconlab.sweep.runner import log_table
@@ -142,25 +132,12 @@ def main(argv=None) -> int:
     return 1 if sweep.undelivered else 0
 
 
-def vae_spec_of(spec, base=None):
-    """A VAE's spec (default: the one behind the *_vae recipes,
-    ``training.vae.VAE_SPEC``), with the spec's ``train.epochs`` when it
-    sets them (the smoke test)."""
+def vae_spec_of(spec):
+    """The spec of the VAE behind the *_vae recipes (``training.vae.VAE_SPEC``),
+    with the spec's ``train.epochs`` when it sets them (the smoke test)."""
     from reconlab.training.vae import VAE_SPEC
 
-    base = base or VAE_SPEC
-    return dataclasses.replace(base, epochs=spec.train.epochs) if spec.train.epochs else base
-
-
-def real_readable_rate(shared: dict, ds) -> float:
-    """The readability check's calibration: the share of the real test
-    digits (which neither the verifiers nor the VAE trained on) it passes."""
-    from reconlab.inversion.verify import VerifierEnsemble, vae_projection
-    from reconlab.models.io import shared_model
-
-    ens = VerifierEnsemble({v: shared_model(shared, v, "cpu") for v in shared["verifiers"]},
-                           projector=vae_projection(shared_model(shared, shared["projector"], "cpu")))
-    return ens.real_readable_rate(ds.x_test, ds.y_test)
+    return dataclasses.replace(VAE_SPEC, epochs=spec.train.epochs) if spec.train.epochs else VAE_SPEC
 
 
 def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):

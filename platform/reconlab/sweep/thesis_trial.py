@@ -151,15 +151,14 @@ def run_trial(config: dict, shared: dict, report=None, checkpoint_dir: str | Non
     ``report_every`` steps (without Ray it may be None)."""
     from reconlab.inversion import invert
     from reconlab.inversion.tasks import task_batch
-    from reconlab.inversion.verify import VerifierEnsemble, vae_projection
+    from reconlab.inversion.verify import ensemble_of
 
     cfg = ThesisTrialConfig(**config)
     torch.manual_seed(cfg.seed)
     dev = shared.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     names = cfg.classifiers()
     models = {n: shared_model(shared, n, dev) for n in names}
-    ensemble = VerifierEnsemble({v: shared_model(shared, v, dev) for v in shared["verifiers"]},
-                                projector=vae_projection(shared_model(shared, shared["projector"], dev)))
+    ensemble = ensemble_of(shared, dev)
     batch = task_batch(shared["sources"], restarts=cfg.restarts, init_scale=cfg.init_scale, seed=cfg.seed,
                        task2=cfg.task2_per_source > 0, task2_per_source=cfg.task2_per_source).to(dev)
     real_x, real_y = shared["real_x"].to(dev), shared["real_y"].to(dev)

@@ -188,6 +188,32 @@ def ensure_models(c, exp_id: str, specs: dict, *, dataset, data_root, uri: str, 
     return {name: out[name] for name in specs}
 
 
+def ensure_with_verifiers(c, exp_id: str, specs: dict, *, epochs: int | None = None, config: dict | None = None,
+                          **kw) -> tuple[dict, dict[str, str]]:
+    """``ensure_models`` for the classifiers ``specs`` and the verifier
+    ensemble (``classifier.VERIFIERS``, trained in the same rosters), then
+    ``ensure_model`` for the readability check's VAE
+    (``vae.READER_VAE_SPEC``, as ``reader_vae``); ``epochs`` replaces the
+    verifiers' and the VAE's (the smoke test). ``kw``: as ``ensure_models``.
+    Returns (shared, {name: run id}): ``shared`` holds ``models`` and
+    ``digests`` (``models.io.shared_model``) and the names
+    ``inversion.verify.ensemble_of`` builds the ensemble from."""
+    from reconlab.training.classifier import VERIFIERS
+    from reconlab.training.vae import READER_VAE_SPEC, fit_vae
+
+    def sized(s):
+        return dataclasses.replace(s, epochs=epochs) if epochs else s
+
+    every = {**{k: sized(v) for k, v in VERIFIERS.items()}, **specs}
+    reader = sized(READER_VAE_SPEC)
+    got = ensure_models(c, exp_id, every, config=config, **kw)
+    got["reader_vae"] = ensure_model(c, exp_id, "reader_vae", reader, family="vae", fit=fit_vae, **kw)
+    shared = {"models": {k: (meta, state) for k, (meta, state, _) in got.items()},
+              "digests": {"reader_vae": reader.digest(), **{k: s.digest() for k, s in every.items()}},
+              "verifiers": list(VERIFIERS), "projector": "reader_vae"}
+    return shared, {k: run_id for k, (_, _, run_id) in got.items()}
+
+
 def _cost(spec) -> float:
     """A model's relative training time: epochs, more with FGSM's second pass
     and with intermediate examples."""
