@@ -81,3 +81,12 @@ def test_train_workers_ask_for_a_gpu_when_told_or_when_there_is_one(ray_local, m
     for value, expected in (("1", True), ("yes", True), ("0", False), ("false", False)):
         monkeypatch.setenv(USE_GPU_ENV, value)
         assert want_gpu() is expected
+
+
+def test_a_non_finite_training_loss_fails_the_run_naming_the_epoch():
+    from reconlab.training.launch import finite_loss
+
+    assert finite_loss(0.5, 3) == 0.5
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(FloatingPointError, match="at epoch 3"):
+            finite_loss(bad, 3)

@@ -241,6 +241,7 @@ def train_one(spec: TrainSpec, ds, rank: int, world: int, on_report, vae_models:
     import ray.train.torch
 
     from reconlab.models import build
+    from reconlab.training.launch import finite_loss
 
     x_train, y_train = training_set(spec, ds, vae_models)
     torch.manual_seed(spec.seed)  # the same initial weights on every rank, and as in a fit of its own
@@ -251,9 +252,7 @@ def train_one(spec: TrainSpec, ds, rank: int, world: int, on_report, vae_models:
     x_test, y_test = ds.x_test.to(device), ds.y_test.to(device)
     every = report_every(spec.epochs)
     for epoch in range(spec.epochs):
-        loss = train_epoch(model, opt, x_train, y_train, spec, epoch, rank, world, device)
-        if not torch.isfinite(torch.tensor(loss)):
-            raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
+        loss = finite_loss(train_epoch(model, opt, x_train, y_train, spec, epoch, rank, world, device), epoch)
         last = epoch == spec.epochs - 1
         if not last and (epoch + 1) % every:
             continue
@@ -264,22 +263,11 @@ def train_one(spec: TrainSpec, ds, rank: int, world: int, on_report, vae_models:
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker: one classifier, its model in the last
     report's checkpoint."""
-    import ray.train
-
-    from reconlab.models import save_model_dir
-    from reconlab.training.launch import worker_start
+    from reconlab.training.launch import report_model, worker_start
 
     spec, rank, world, ds = worker_start(config, TrainSpec)
-
-    def on_report(metrics, model):
-        if model is not None and rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                save_model_dir(tmp, model, spec)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
-
-    train_one(spec, ds, rank, world, on_report, config.get("vae_models"))
+    train_one(spec, ds, rank, world, lambda metrics, model: report_model(metrics, model, spec),
+              config.get("vae_models"))
 
 
 ROSTER_KEY = "roster_model"  # a roster fit's report: which model it is about

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tempfile
 
 import torch
 import torch.nn.functional as F
@@ -81,11 +80,10 @@ def train_epoch(model, opt, x, spec: DenoiserSpec, epoch: int, rank: int, world:
 
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
-    import ray.train
     import ray.train.torch
 
-    from reconlab.models import build, save_model_dir
-    from reconlab.training.launch import worker_start
+    from reconlab.models import build
+    from reconlab.training.launch import finite_loss, report_model, worker_start
 
     spec, rank, world, ds = worker_start(config, DenoiserSpec)
     model = ray.train.torch.prepare_model(build(spec.builder, **spec.model_kwargs()))
@@ -94,19 +92,12 @@ def train_loop_per_worker(config: dict) -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, spec.epochs)
     x_test = ds.x_test[:200]
     for epoch in range(spec.epochs):
-        loss = train_epoch(model, opt, ds.x_train, spec, epoch, rank, world, device)
+        loss = finite_loss(train_epoch(model, opt, ds.x_train, spec, epoch, rank, world, device), epoch)
         sched.step()
-        if not torch.isfinite(torch.tensor(loss)):
-            raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
         inner = getattr(model, "module", model)
         before, after = test_psnr(inner, x_test, spec.sigma_max / 2, device=device)
-        metrics = {"epoch": epoch, "train_loss": loss, "test_psnr_noisy": before, "test_psnr": after}
-        if epoch == spec.epochs - 1 and rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                save_model_dir(tmp, inner, spec)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+        report_model({"epoch": epoch, "train_loss": loss, "test_psnr_noisy": before, "test_psnr": after},
+                     inner if epoch == spec.epochs - 1 else None, spec)
 
 
 def fit_denoiser(spec: DenoiserSpec, *, dataset: str, data_root: str | None = None, num_workers: int = 1,

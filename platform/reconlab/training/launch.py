@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import torch
@@ -104,6 +105,31 @@ def worker_start(config: dict, spec_cls):
         torch.set_num_threads(config["threads"])
     ds = load_dataset(config["dataset"], config.get("data_root"))
     return spec, ctx.get_world_rank(), ctx.get_world_size(), ds
+
+
+def report_model(metrics: dict, model=None, spec=None) -> None:
+    """``ray.train.report(metrics)``; with ``model`` (the bare model, at the
+    last epoch) rank 0 attaches it and its spec (``models.save_model_dir``)
+    as the run's checkpoint, which ``training.logged`` logs to MLflow."""
+    import tempfile
+
+    import ray.train
+
+    from reconlab.models import save_model_dir
+
+    if model is None or ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model_dir(tmp, model, spec)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def finite_loss(loss: float, epoch: int) -> float:
+    """``loss``, or FloatingPointError when it is NaN or infinite (the run fails, naming the epoch)."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
+    return loss
 
 
 def resume(model, opt) -> int:

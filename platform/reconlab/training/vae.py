@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tempfile
 
 import torch
 
@@ -85,11 +84,10 @@ def heldout_neg_elbo(model, x: torch.Tensor, device="cpu") -> float:
 
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
-    import ray.train
     import ray.train.torch
 
-    from reconlab.models import build, save_model_dir
-    from reconlab.training.launch import worker_start
+    from reconlab.models import build
+    from reconlab.training.launch import finite_loss, report_model, worker_start
 
     spec, rank, world, ds = worker_start(config, VAESpec)
     model = ray.train.torch.prepare_model(build(spec.builder, **spec.model_kwargs()))
@@ -97,20 +95,13 @@ def train_loop_per_worker(config: dict) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     every = max(1, -(-spec.epochs // 25))
     for epoch in range(spec.epochs):
-        loss = train_epoch(model, opt, ds.x_train, spec, epoch, rank, world, device)
-        if not torch.isfinite(torch.tensor(loss)):
-            raise FloatingPointError(f"training loss is {loss} at epoch {epoch}")
+        loss = finite_loss(train_epoch(model, opt, ds.x_train, spec, epoch, rank, world, device), epoch)
         last = epoch == spec.epochs - 1
         if not last and (epoch + 1) % every:
             continue
         inner = getattr(model, "module", model)
-        metrics = {"epoch": epoch, "train_loss": loss, "test_neg_elbo": heldout_neg_elbo(inner, ds.x_test, device)}
-        if last and rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                save_model_dir(tmp, inner, spec)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+        report_model({"epoch": epoch, "train_loss": loss, "test_neg_elbo": heldout_neg_elbo(inner, ds.x_test, device)},
+                     inner if last else None, spec)
 
 
 def fit_vae(spec: VAESpec, *, dataset: str, data_root: str | None = None, num_workers: int = 1,
