@@ -6,31 +6,19 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "platform"))
 
-import torch  # noqa: E402
-
 
 def shared_models(epochs: int = 2):
     """The ``shared`` payload a sweep trial receives, with quickly trained models."""
     from reconlab.data import load_dataset
     from reconlab.inversion.tasks import pick_sources
-    from reconlab.models import build
-    from reconlab.training import vae
-    from reconlab.training.classifier import VARIANTS, VERIFIERS, make_optimizer, train_epoch
+    from reconlab.training import classifier, vae
 
     ds = load_dataset("digits")
-    shared = {"models": {}, "digests": {}, "verifiers": list(VERIFIERS), "projector": "reader_vae"}
-    for v, spec in {"sgd": VARIANTS["sgd"], **VERIFIERS, "reader_vae": vae.READER_VAE_SPEC}.items():
+    shared = {"models": {}, "digests": {}, "verifiers": list(classifier.VERIFIERS), "projector": "reader_vae"}
+    specs = {"sgd": classifier.VARIANTS["sgd"], **classifier.VERIFIERS, "reader_vae": vae.READER_VAE_SPEC}
+    for v, spec in specs.items():
         spec = dataclasses.replace(spec, epochs=epochs)
-        torch.manual_seed(spec.seed)
-        m = build(spec.builder, **spec.model_kwargs())
-        if v == "reader_vae":
-            opt = torch.optim.Adam(m.parameters(), lr=spec.lr)
-            for e in range(epochs):
-                vae.train_epoch(m, opt, ds.x_train, spec, e, 0, 1, "cpu")
-        else:
-            opt = make_optimizer(spec, m.parameters())
-            for e in range(epochs):
-                train_epoch(m, opt, ds.x_train, ds.y_train, spec, e, 0, 1, "cpu")
+        m = (vae if v == "reader_vae" else classifier).train_local(spec, ds)
         shared["models"][v] = ({"builder": spec.builder, "kwargs": spec.model_kwargs()}, m.state_dict())
         shared["digests"][v] = spec.digest()
     shared["sources"] = pick_sources(ds.x_test, ds.y_test)

@@ -10,38 +10,19 @@ import torch.nn.functional as F
 from reconlab.inversion.verify import VerifierEnsemble, realism, vae_projection
 
 
-def _train(spec, ds, epochs):
-    from reconlab.models import build
-    from reconlab.training.classifier import make_optimizer, train_epoch
-
-    torch.manual_seed(spec.seed)
-    m = build(spec.builder, **spec.model_kwargs())
-    opt = make_optimizer(spec, m.parameters())
-    for e in range(epochs):
-        train_epoch(m, opt, ds.x_train, ds.y_train, spec, e, 0, 1, "cpu")
-    return m.eval()
-
-
 @pytest.fixture(scope="module")
 def trained():
     """The SGD classifier that gets inverted, the three verifiers and the
     reader VAE (the projector), trained briefly in-process on the embedded
     digits."""
     from reconlab.data import load_dataset
-    from reconlab.models import build
-    from reconlab.training.classifier import VERIFIERS, recipe_spec
-    from reconlab.training.vae import READER_VAE_SPEC, train_epoch
+    from reconlab.training import classifier, vae
 
     torch.set_num_threads(2)
     ds = load_dataset("digits", None)
-    victim = _train(recipe_spec("sgd", "bn", 1), ds, 4)
-    members = {k: _train(s, ds, 4) for k, s in VERIFIERS.items()}
-    torch.manual_seed(READER_VAE_SPEC.seed)
-    vae = build("vae", **READER_VAE_SPEC.model_kwargs())
-    opt = torch.optim.Adam(vae.parameters(), lr=READER_VAE_SPEC.lr)
-    for e in range(READER_VAE_SPEC.epochs):
-        train_epoch(vae, opt, ds.x_train, READER_VAE_SPEC, e, 0, 1, "cpu")
-    return ds, victim, members, vae.eval()
+    victim = classifier.train_local(classifier.recipe_spec("sgd", "bn", 1), ds, 4)
+    members = {k: classifier.train_local(s, ds, 4) for k, s in classifier.VERIFIERS.items()}
+    return ds, victim, members, vae.train_local(vae.READER_VAE_SPEC, ds)
 
 
 def test_every_member_reads_real_digits(trained):

@@ -4,7 +4,6 @@ its readability check (``inversion.verify``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -61,10 +60,8 @@ def main(argv=None) -> int:
         from reconlab.sweep.inversion_trial import tune_trainable
         from reconlab.training.logged import ensure_with_verifiers
 
-        specs = {v: VARIANTS[v] if spec.train.epochs is None else dataclasses.replace(VARIANTS[v],
-                                                                                      epochs=spec.train.epochs)
-                 for v in variants}
-        shared, train_ids = ensure_with_verifiers(c, exp_id, specs, epochs=spec.train.epochs, dataset=ds,
+        shared, train_ids = ensure_with_verifiers(c, exp_id, {v: VARIANTS[v] for v in variants},
+                                                  epochs=spec.train.epochs, dataset=ds,
                                                   data_root=args.data_root, uri=uri, storage_dir=storage_dir,
                                                   num_workers=args.num_workers or spec.train.num_workers,
                                                   retrain=args.retrain, log=tracking.announce)

@@ -302,6 +302,21 @@ def train_roster_per_worker(config: dict) -> None:
                          checkpoint=ray.train.Checkpoint.from_directory(out) if rank == 0 else None)
 
 
+def train_local(spec: TrainSpec, ds, epochs: int | None = None):
+    """``spec``'s classifier trained in this process for ``epochs`` (default
+    ``spec.epochs``) as one Ray Train worker would (seeded initial weights,
+    the same epochs), without Ray or intermediate examples: for tests,
+    benchmarks and notebooks. Returns the model in eval mode."""
+    from reconlab.models import build
+
+    torch.manual_seed(spec.seed)
+    model = build(spec.builder, **spec.model_kwargs())
+    opt = make_optimizer(spec, model.parameters())
+    for e in range(spec.epochs if epochs is None else epochs):
+        train_epoch(model, opt, ds.x_train, ds.y_train, spec, e, 0, 1, "cpu")
+    return model.eval()
+
+
 def fit_classifier(
     spec: TrainSpec,
     *,

@@ -193,8 +193,8 @@ def ensure_with_verifiers(c, exp_id: str, specs: dict, *, epochs: int | None = N
     """``ensure_models`` for the classifiers ``specs`` and the verifier
     ensemble (``classifier.VERIFIERS``, trained in the same rosters), then
     ``ensure_model`` for the readability check's VAE
-    (``vae.READER_VAE_SPEC``, as ``reader_vae``); ``epochs`` replaces the
-    verifiers' and the VAE's (the smoke test). ``kw``: as ``ensure_models``.
+    (``vae.READER_VAE_SPEC``, as ``reader_vae``); ``epochs``, when set,
+    replaces every model's (the smoke test). ``kw``: as ``ensure_models``.
     Returns (shared, {name: run id}): ``shared`` holds ``models`` and
     ``digests`` (``models.io.shared_model``) and the names
     ``inversion.verify.ensemble_of`` builds the ensemble from."""
@@ -204,7 +204,7 @@ def ensure_with_verifiers(c, exp_id: str, specs: dict, *, epochs: int | None = N
     def sized(s):
         return dataclasses.replace(s, epochs=epochs) if epochs else s
 
-    every = {**{k: sized(v) for k, v in VERIFIERS.items()}, **specs}
+    every = {k: sized(v) for k, v in {**VERIFIERS, **specs}.items()}
     reader = sized(READER_VAE_SPEC)
     got = ensure_models(c, exp_id, every, config=config, **kw)
     got["reader_vae"] = ensure_model(c, exp_id, "reader_vae", reader, family="vae", fit=fit_vae, **kw)

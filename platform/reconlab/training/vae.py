@@ -104,6 +104,20 @@ def train_loop_per_worker(config: dict) -> None:
                      inner if last else None, spec)
 
 
+def train_local(spec: VAESpec, ds, epochs: int | None = None):
+    """``spec``'s VAE trained in this process for ``epochs`` (default
+    ``spec.epochs``) as one Ray Train worker would, without Ray: for tests,
+    benchmarks and notebooks. Returns the model in eval mode."""
+    from reconlab.models import build
+
+    torch.manual_seed(spec.seed)
+    model = build(spec.builder, **spec.model_kwargs())
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    for e in range(spec.epochs if epochs is None else epochs):
+        train_epoch(model, opt, ds.x_train, spec, e, 0, 1, "cpu")
+    return model.eval()
+
+
 def fit_vae(spec: VAESpec, *, dataset: str, data_root: str | None = None, num_workers: int = 1,
             use_gpu: bool | None = None, storage_path: str, name: str, callbacks: list | None = None,
             threads: int | None = None):
