@@ -13,7 +13,7 @@ from common import shared_models
 
 from reconlab.inversion import invert
 from reconlab.inversion.tasks import task_batch
-from reconlab.sweep.inversion_trial import _model
+from reconlab.studies.inversion.trial import _model
 
 
 def main():

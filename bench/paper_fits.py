@@ -52,7 +52,7 @@ def main():
         import numpy as np
         import skimage.data
 
-        from reconlab.sweep.deep_decoder_trial import PHOTOS
+        from reconlab.studies.deep_decoder.trial import PHOTOS
 
         os.makedirs(a.save_photos, exist_ok=True)
         for name in PHOTOS:
@@ -61,7 +61,7 @@ def main():
         return
     import torch
 
-    from reconlab.sweep.deep_decoder_trial import run_trial
+    from reconlab.studies.deep_decoder.trial import run_trial
 
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {a.threads} thread(s)"
     print(f"{a.image} {'whole' if not a.crop else a.crop}, sigma {a.sigma:g}, {a.iterations} iterations, on {dev}")

@@ -9,7 +9,7 @@ initialisation, input and noise), as a user would run each protocol:
 
 The held-out rule is judged against the *ordinary* fit's oracle, so the gap
 includes what holding pixels out costs the fit. Each fit is
-``reconlab.sweep.deep_decoder_trial.run_trial``, one thread, ``--jobs`` at a
+``reconlab.studies.deep_decoder.trial.run_trial``, one thread, ``--jobs`` at a
 time.
 
     python bench/stopping_rules.py [--methods decoder dip] [--images astronaut coffee chelsea rocket]
@@ -28,7 +28,7 @@ GOAL_DB = 1.0
 
 
 def one(cfg: dict) -> dict:
-    from reconlab.sweep.deep_decoder_trial import run_trial
+    from reconlab.studies.deep_decoder.trial import run_trial
 
     t = time.perf_counter()
     return {**run_trial(cfg, threads=1), "seconds": time.perf_counter() - t}

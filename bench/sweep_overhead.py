@@ -43,7 +43,7 @@ import time
 import torch
 from common import shared_models
 
-from reconlab.sweep.inversion_trial import InversionTrialConfig, run_trial
+from reconlab.studies.inversion.trial import InversionTrialConfig, run_trial
 
 FIXED = {"variant": "sgd", "optimizer": "adam", "restarts": 4, "bn_weight": 0.01}
 
@@ -82,7 +82,7 @@ def fresh_plain_loop(shared_file, cfgs, threads=2):
 def stamped(log_path):
     """The sweep's trainable, appending each trial's entry and exit times to
     ``log_path`` (the worker runs on this machine: one clock)."""
-    from reconlab.sweep.inversion_trial import tune_trainable
+    from reconlab.studies.inversion.trial import tune_trainable
 
     def trainable(config, shared):
         start = time.time()
@@ -113,7 +113,7 @@ def sweep(shared, n, fix, *, cpu, gpu, threads, tmp, name):
     import ray
     from ray import tune
 
-    from reconlab.sweep.inversion_trial import METRICS
+    from reconlab.studies.inversion.trial import METRICS
     from reconlab.sweep.runner import init_ray, run_tuner, start_parent
     from reconlab.sweep.spec import Resources, SchedulerSpec, SweepSpec
 

@@ -24,8 +24,8 @@ SHORT = {"SGD inverts better than Adam (ch. 2)": "SGD > Adam (ch. 2)",
 def evidence(tune_dir: str) -> list:
     import torch
 
-    from reconlab.sweep.thesis import TrialEvidence
-    from reconlab.sweep.thesis_trial import ThesisTrialConfig
+    from reconlab.studies.thesis.study import TrialEvidence
+    from reconlab.studies.thesis.trial import ThesisTrialConfig
 
     out = []
     for trial in sorted(glob.glob(f"{tune_dir}/*/")):
@@ -42,7 +42,7 @@ def evidence(tune_dir: str) -> list:
 
 
 def main(dirs: list[str]) -> None:
-    from reconlab.sweep.thesis import verdicts
+    from reconlab.studies.thesis.study import verdicts
 
     runs, seeds = [], []
     for d in dirs:

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
-from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig, build_fit  # noqa: E402
+from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig, build_fit  # noqa: E402
 from reconlab.untrained.batched import fit_batched, stack  # noqa: E402
 from reconlab.untrained.fit import fit  # noqa: E402
 

@@ -6,7 +6,7 @@ tests/test_adversarial_job.py; the attacks themselves in test_attacks.py."""
 import pytest
 import torch
 
-from reconlab.sweep.adversarial_trial import AdversarialTrialConfig, parse_point, run_trial
+from reconlab.studies.adversarial.trial import AdversarialTrialConfig, parse_point, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_noise_points_run_paired_seeds_on_the_same_images(shared):
     assert result["correct"].shape == (3, 50) and result["clean"].shape == (50,)
     assert not torch.equal(result["correct"][0], result["correct"][1]) or final["damage"] == 0
     assert final["accuracy"] == pytest.approx(result["correct"].mean().item())
-    from reconlab.sweep.adversarial_trial import files_of
+    from reconlab.studies.adversarial.trial import files_of
 
     assert result["examples"].shape == (2, 8, 1, 28, 28) and (result["examples"][1] != result["examples"][0]).any()
     assert files_of(result)["examples_clean_attacked.png"].startswith(b"\x89PNG")
@@ -94,7 +94,7 @@ def test_dag_and_pgd_on_a_denoiser(shared):
     assert r["linf"].max() <= 1 and 0 <= dag["share_in_band"] <= 1
     assert r["examples"].shape[:2] == (5, 8)
     assert torch.allclose(r["ratio"], r["psnr_denoised"] / r["psnr_attacked"])
-    from reconlab.sweep.adversarial_trial import files_of
+    from reconlab.studies.adversarial.trial import files_of
 
     files = files_of(r)
     assert files["per_image.csv"].decode().startswith("image,psnr_denoised,psnr_attacked,ratio,linf,l2\n")
@@ -122,7 +122,7 @@ class _Res:
 
 
 def test_de_against_random_is_a_paired_verdict():
-    from reconlab.sweep.adversarial import de_lines
+    from reconlab.studies.adversarial.study import de_lines
 
     de = torch.tensor([[0.0, 0, 1, 0, 1, 0], [0, 1, 0, 0, 1, 0]])
     same = {"correct": de.clone()}
@@ -139,7 +139,7 @@ def test_de_against_random_is_a_paired_verdict():
 
 
 def test_fgsm_monotonicity_is_checked_not_assumed():
-    from reconlab.sweep.adversarial import fgsm_lines
+    from reconlab.studies.adversarial.study import fgsm_lines
 
     rows = [{"attack": "fgsm", "level": e, "accuracy": a} for e, a in ((0.1, 0.6), (0.05, 0.9), (0.2, 0.3))]
     assert fgsm_lines(rows)[0].startswith("FGSM accuracy falls monotonically with eps: MET")
@@ -154,7 +154,7 @@ def test_denoisers_come_from_the_latest_denoise_sweeps_best_matching_trial(tmp_p
     from reconlab import tracking
     from reconlab.errors import InputError
     from reconlab.models import build, save_model_dir
-    from reconlab.sweep.adversarial import denoisers_from_sweep
+    from reconlab.studies.adversarial.study import denoisers_from_sweep
     from reconlab.training.n2n import N2NSpec
 
     c = tracking.client(f"sqlite:///{tmp_path}/mlflow.db")

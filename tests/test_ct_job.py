@@ -28,7 +28,7 @@ def small(**kw):
 
 @pytest.mark.parametrize("method", ["fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle"])
 def test_every_method_reports_its_curves_and_per_image_scores(shared, method):
-    from reconlab.sweep.ct_trial import METRICS, files_of, run_trial
+    from reconlab.studies.ct.trial import METRICS, files_of, run_trial
 
     reports = []
     final, result = run_trial(small(method=method, noise="gaussian"), shared, lambda m, r: reports.append((m, r)))
@@ -48,7 +48,7 @@ def test_every_method_reports_its_curves_and_per_image_scores(shared, method):
 
 
 def test_sirt_is_its_own_reference_and_sirt_best_stops_where_validation_peaks(shared):
-    from reconlab.sweep.ct_trial import run_trial
+    from reconlab.studies.ct.trial import run_trial
 
     sirt, _ = run_trial(small(method="sirt", noise="gaussian", gaussian_level=0.2), shared)
     assert sirt["gain_vs_sirt"] == 0 and sirt["best_iteration"] == 10
@@ -60,7 +60,7 @@ def test_sirt_is_its_own_reference_and_sirt_best_stops_where_validation_peaks(sh
 
 
 def test_the_oracle_uses_true_labels_and_every_method_sees_the_same_noise(shared):
-    from reconlab.sweep.ct_trial import run_trial
+    from reconlab.studies.ct.trial import run_trial
 
     oracle, _ = run_trial(small(method="hybrid_oracle", noise="poisson", photons=1000), shared)
     assert oracle["label_acc"] == 1.0
@@ -70,7 +70,7 @@ def test_the_oracle_uses_true_labels_and_every_method_sees_the_same_noise(shared
 
 
 def test_the_classifier_term_is_ablated_at_the_hybrid_s_own_configuration(shared):
-    from reconlab.sweep.ct_trial import run_trial
+    from reconlab.studies.ct.trial import run_trial
 
     cfg = small(method="hybrid", tv_weight=0.02, step_size=0.1, cls_weight=3.0)
     final, result = run_trial(cfg, shared)
@@ -81,7 +81,7 @@ def test_the_classifier_term_is_ablated_at_the_hybrid_s_own_configuration(shared
 
 
 def test_an_in_process_trial_leaves_the_torch_thread_count_alone(shared):
-    from reconlab.sweep.ct_trial import run_trial
+    from reconlab.studies.ct.trial import run_trial
 
     n = torch.get_num_threads()
     run_trial(small(method="hybrid"), shared)
@@ -93,14 +93,14 @@ def test_an_in_process_trial_leaves_the_torch_thread_count_alone(shared):
                                         ({"photons": 0.5}, "photons"), ({"variant": "rmsprop"}, "variant"),
                                         ({"warmup": 0, "alternating": 0}, "at least one")])
 def test_bad_trial_values_are_refused(bad, match):
-    from reconlab.sweep.ct_trial import CTTrialConfig
+    from reconlab.studies.ct.trial import CTTrialConfig
 
     with pytest.raises(ValueError, match=match):
         CTTrialConfig(**small(**bad))
 
 
 def test_untuned_methods_run_once_per_stratum(tmp_path):
-    from reconlab.sweep.ct_trial import METRICS, CTTrialConfig
+    from reconlab.studies.ct.trial import METRICS, CTTrialConfig
     from reconlab.sweep.searcher import make_searcher
     from reconlab.sweep.spec import load_spec
 
@@ -123,7 +123,7 @@ def test_untuned_methods_run_once_per_stratum(tmp_path):
 
 
 def test_verdicts_come_from_the_paired_interval_per_angle_count():
-    from reconlab.sweep.ct import verdict_lines
+    from reconlab.studies.ct.study import verdict_lines
 
     rows = [{"noise": "none", "angles": 2, "method": "sirt", "verdict": "HOLDS"},
             {"noise": "none", "angles": 8, "method": "sirt", "verdict": "DOES NOT HOLD"},

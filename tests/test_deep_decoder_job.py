@@ -32,7 +32,7 @@ def small(**kw):
 
 
 def test_the_trial_reports_every_metric_at_every_report_and_the_chosen_images_at_the_end():
-    from reconlab.sweep.deep_decoder_trial import METRICS, run_trial
+    from reconlab.studies.deep_decoder.trial import METRICS, run_trial
 
     reports = []
     final = run_trial(small(), lambda m, images: reports.append((m, images)))
@@ -51,7 +51,7 @@ def test_an_in_process_trial_leaves_the_torch_thread_count_alone():
     run in-process must not change it (one did, and a later test's trained
     classifier missed its accuracy)."""
 
-    from reconlab.sweep.deep_decoder_trial import run_trial
+    from reconlab.studies.deep_decoder.trial import run_trial
 
     n = torch.get_num_threads()
     run_trial(small(iterations=2, report_every=1))
@@ -60,7 +60,7 @@ def test_an_in_process_trial_leaves_the_torch_thread_count_alone():
 
 def test_noise_is_seeded_and_can_be_the_same_in_every_channel():
 
-    from reconlab.sweep.deep_decoder_trial import add_noise
+    from reconlab.studies.deep_decoder.trial import add_noise
 
     clean = torch.full((1, 3, 16, 16), 0.5)
     a, b = add_noise(clean, 25, seed=0), add_noise(clean, 25, seed=0, same=True)
@@ -71,7 +71,7 @@ def test_noise_is_seeded_and_can_be_the_same_in_every_channel():
 
 
 def test_the_trial_is_reproducible_and_the_noise_is_seeded():
-    from reconlab.sweep.deep_decoder_trial import run_trial
+    from reconlab.studies.deep_decoder.trial import run_trial
 
     a, b = run_trial(small(method="dip", iterations=20)), run_trial(small(method="dip", iterations=20))
     assert a["psnr_best_fit"] == b["psnr_best_fit"] and a["psnr_ema"] == b["psnr_ema"]
@@ -84,7 +84,7 @@ def test_the_trial_is_reproducible_and_the_noise_is_seeded():
                                         ({"stopping": "psnr"}, "stopping"), ({"holdout": 1.0}, "holdout"),
                                         ({"stopping": "heldout", "sigma": 0}, "noise to stop on")])
 def test_bad_trial_values_are_refused(bad, match):
-    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig
+    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig
 
     with pytest.raises(ValueError, match=match):
         DeepDecoderTrialConfig(**small(**bad))
@@ -93,14 +93,14 @@ def test_bad_trial_values_are_refused(bad, match):
 def test_the_stopping_rule_is_observed_without_ending_the_fit():
     """The rule's pick is kept when it first fires; the fit goes on, so the
     oracle it is judged against sees the whole run."""
-    from reconlab.sweep.deep_decoder_trial import run_trial
+    from reconlab.studies.deep_decoder.trial import run_trial
 
     r = run_trial(small(iterations=80, stop_window=5, stop_patience=5))
     assert r["fit_iterations"] == 80 and r["stop_fired_at"] < 80 and r["stop_iteration"] <= r["stop_fired_at"]
 
 
 def test_a_held_out_trial_masks_the_fit_and_judges_both_rules_on_it():
-    from reconlab.sweep.deep_decoder_trial import run_trial
+    from reconlab.studies.deep_decoder.trial import run_trial
 
     cfg = small(iterations=80, stop_window=5, stop_patience=1000, lr=0.03)
     held, full = run_trial({**cfg, "stopping": "heldout", "holdout": 0.2}), run_trial(cfg)
@@ -121,7 +121,7 @@ def _result(image, stopping, stop, wmv, oracle=30.0):
 
 
 def test_findings_judge_each_rule_on_its_worst_fit_and_compare_them_paired():
-    from reconlab.sweep.deep_decoder import findings
+    from reconlab.studies.deep_decoder.study import findings
 
     grid = [_result("a", "heldout", 29.5, 28.0), _result("b", "heldout", 29.2, 29.0),
             _result("c", "heldout", 29.8, 28.5), _result("d", "wmv", 27.0, 27.0)]
@@ -168,7 +168,7 @@ def test_any_image_file_can_be_fitted_by_its_absolute_path(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig, photo, run_trial
+    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig, photo, run_trial
 
     rgba = np.random.default_rng(0).integers(0, 256, (64, 96, 4), dtype=np.uint8)
     path = tmp_path / "tiny.png"
@@ -190,7 +190,7 @@ def test_photos_can_come_from_saved_copies(tmp_path, monkeypatch):
 
     import numpy as np
 
-    from reconlab.sweep.deep_decoder_trial import photo
+    from reconlab.studies.deep_decoder.trial import photo
 
     p = subprocess.run([sys.executable, "bench/paper_fits.py", "--save-photos", str(tmp_path)], capture_output=True,
                        text=True, cwd=REPO)

@@ -109,7 +109,7 @@ def untrained_shared(digits, **extra) -> dict:
 def test_trial_metrics_are_the_ensembles_vote_and_its_readable_hits_per_task(digits):
     """``evaluate`` reports the ensemble's hits and readable hits as given,
     overall and per task (task 1: the first 10 * restarts images)."""
-    from reconlab.sweep.inversion_trial import evaluate
+    from reconlab.studies.inversion.trial import evaluate
 
     batch = task_batch(pick_sources(digits.x_test, digits.y_test), restarts=1, init_scale=0.2, seed=0)
     n = len(batch.target)  # 10 task-1 images, then 90 task-2
@@ -138,7 +138,7 @@ def test_trial_checkpoints_every_period_at_stop_points_and_with_its_last_report(
     with the last report."""
     import os
 
-    from reconlab.sweep.inversion_trial import run_trial
+    from reconlab.studies.inversion.trial import run_trial
 
     shared = untrained_shared(digits, stop_points=stop_points)
     states = []
@@ -162,7 +162,7 @@ def test_a_diverging_trial_reports_the_worst_finite_score_for_the_sweeps_metric_
     import math
     import sys
 
-    from reconlab.sweep.inversion_trial import METRICS, run_trial
+    from reconlab.studies.inversion.trial import METRICS, run_trial
     from reconlab.tracking import DIVERGED
 
     shared = untrained_shared(digits, worst={"metric": metric, "mode": mode})

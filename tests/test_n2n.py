@@ -123,7 +123,7 @@ def test_bad_specs_are_refused():
 
 
 def test_arms_map_onto_specs():
-    from reconlab.sweep.denoise_trial import DenoiseTrialConfig, parse_arm
+    from reconlab.studies.denoise.trial import DenoiseTrialConfig, parse_arm
 
     assert parse_arm("impulse_n2n/l0/noisy") == ("impulse_n2n", "l0", "noisy", False)
     d = DenoiseTrialConfig(arm="gaussian/l2/clean/pgd", adv_eps=0.02).train_spec()
@@ -135,7 +135,7 @@ def test_arms_map_onto_specs():
 
 
 def test_the_defended_arm_is_chosen_for_clean_and_attacked_psnr():
-    from reconlab.sweep.denoise_trial import objective
+    from reconlab.studies.denoise.trial import objective
 
     m = {"test_psnr": 30.0, "pgd_psnr_4": 20.0}
     assert objective(m, defended=False) == 30 and objective(m, defended=True) == 25
@@ -149,7 +149,7 @@ def _res(psnr, noisy=None, pgd4=None):
 
 
 def test_findings_are_paired_verdicts_against_the_issues_goals():
-    from reconlab.sweep.denoise import findings
+    from reconlab.studies.denoise.study import findings
 
     results = {
         "gaussian/l2/noisy": _res([30.0, 31.0, 29.5, 30.5], noisy=[20.0, 20.5, 20.2, 20.1]),

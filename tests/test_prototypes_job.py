@@ -19,7 +19,7 @@ def fake_grid(f1: dict):
 
 
 def test_the_weakest_head_verdict_is_paired_over_seeds():
-    from reconlab.sweep.prototypes import findings, table
+    from reconlab.studies.prototypes.study import findings, table
 
     # the other heads beat the 2-D sphere on every seed by 5-15 points
     grid = fake_grid({**{("sphere", 2, s): 0.70 + 0.01 * s for s in range(3)},

@@ -36,7 +36,7 @@ def test_the_xor_job_checks_its_readme_before_ray(tmp_path, capsys):
     import ray
 
     from reconlab.cli import run_job
-    from reconlab.sweep.xor import main
+    from reconlab.studies.xor.study import main
 
     missing = tmp_path / "nope.md"
     plain = tmp_path / "plain.md"

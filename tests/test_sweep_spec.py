@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconlab.errors import ConfigError
-from reconlab.sweep.inversion_trial import METRICS, InversionTrialConfig
+from reconlab.studies.inversion.trial import METRICS, InversionTrialConfig
 from reconlab.sweep.spec import load_spec
 
 GOOD = """
@@ -89,8 +89,8 @@ def test_paired_strata_draw_the_same_settings_and_unpaired_ones_do_not(tmp_path)
     """``paired: true``: every arm's study has the same seed, so its random
     start-up trials try the same learning rates (arms compared at the same
     settings); without it each arm draws its own. ``paired`` needs strata."""
-    from reconlab.sweep.denoise_trial import METRICS as DENOISE_METRICS
-    from reconlab.sweep.denoise_trial import DenoiseTrialConfig
+    from reconlab.studies.denoise.trial import METRICS as DENOISE_METRICS
+    from reconlab.studies.denoise.trial import DenoiseTrialConfig
     from reconlab.sweep.searcher import make_searcher
 
     text = """
@@ -127,8 +127,8 @@ def test_stratify_over_several_choices_gives_each_combination_its_own_study(tmp_
     """Table I needs one study per (mode, noise): the product of the choices,
     each suggested num_samples times, with both keys set."""
     from reconlab.sweep.searcher import make_searcher
-    from reconlab.sweep.xor_trial import METRICS as XOR_METRICS
-    from reconlab.sweep.xor_trial import XorTrialConfig
+    from reconlab.studies.xor.trial import METRICS as XOR_METRICS
+    from reconlab.studies.xor.trial import XorTrialConfig
 
     p = write(tmp_path, """
         name: x

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reconlab.stats import paired_bootstrap
-from reconlab.sweep.thesis_trial import ThesisTrialConfig
+from reconlab.studies.thesis.trial import ThesisTrialConfig
 
 
 def test_groups_follow_the_heads_and_the_objective():
@@ -90,7 +90,7 @@ def test_bootstrap_interval_counts_seeds_and_images():
 def _evidence(tv, hits: dict[str, list[float]], task):
     """Known per-image results; realism: SGD's images 0.3 more realistic than
     everyone's; readable: as the hits, except that no SGD hit on task 2 is."""
-    from reconlab.sweep.thesis import TrialEvidence
+    from reconlab.studies.thesis.study import TrialEvidence
 
     cfg = ThesisTrialConfig(recipes=("sgd", "adam", "sphere3"), archs=("bn",), classifier_seeds=(1, 2, 3),
                             tv_weight=tv)
@@ -103,7 +103,7 @@ def _evidence(tv, hits: dict[str, list[float]], task):
 
 
 def test_verdicts_pair_arms_at_the_configuration_best_for_all():
-    from reconlab.sweep.thesis import curve, findings, verdicts
+    from reconlab.studies.thesis.study import curve, findings, verdicts
 
     task = torch.tensor([1] * 20 + [2] * 20)
     ones, zeros, half = [1.0] * 20, [0.0] * 20, [1.0, 0.0] * 10
@@ -162,7 +162,7 @@ def test_a_resumed_trial_ends_where_an_uninterrupted_one_does(tmp_path):
     state: a trial restored from its first report finishes bit-identical."""
     import shutil
 
-    from reconlab.sweep.thesis_trial import load_state, run_trial
+    from reconlab.studies.thesis.trial import load_state, run_trial
 
     config = {"recipes": ("sgd", "adam", "sphere3"), "archs": ("bn",), "classifier_seeds": (1,), "steps": 12,
               "report_every": 4, "restarts": 1, "task2_per_source": 1, "tv_weight": 0.1}
@@ -183,7 +183,7 @@ def test_a_resumed_trial_ends_where_an_uninterrupted_one_does(tmp_path):
     assert a["names"] == ["sgd-bn-s1", "adam-bn-s1", "sphere3-bn-s1"] and len(a["history"]) == 3
     assert a["history"][0]["hit"].shape == (3, 20) and torch.equal(a["history"][0]["hit"], b["history"][0]["hit"])
     assert a["history"][1]["x"].dtype == torch.uint8 and a["history"][1]["x"].shape == (3, 20, 1, 28, 28)
-    from reconlab.sweep.thesis_trial import grids
+    from reconlab.studies.thesis.trial import grids
 
     png = grids(a, "sphere3-bn-s1", step=8)
     assert set(png) == {"task1.png", "task2.png"} and png["task1.png"] != grids(a, "sphere3-bn-s1")["task1.png"]

@@ -64,3 +64,18 @@ def macro_prf(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> dic
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12),
                      torch.zeros_like(tp))
     return {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())}
+
+
+def worst_value(metric: str, mode: str, bounds: dict[str, tuple[float, float]]) -> float:
+    """The worst finite score of ``metric`` for a sweep of ``mode``: its
+    bound where it has one (accuracy >= 0), else the largest finite float
+    against the sweep's direction. A diverged trial reports it, so the
+    searcher records a complete, bad trial, never a pruned or missing one."""
+    import math
+    import sys
+
+    lo, hi = bounds.get(metric, (-math.inf, math.inf))
+    v = lo if mode == "max" else hi
+    if math.isfinite(v):
+        return float(v)
+    return -sys.float_info.max if mode == "max" else sys.float_info.max

@@ -26,10 +26,11 @@ see ``Spool``. The sweep's parent run is written through the spool too
 (``ParentLog``), so a store that is away at the end of a sweep leaves nothing
 RUNNING that ``reconlab sync`` cannot finish.
 
-A spool file is data, never code: its header names an artifact renderer from
-``RENDERERS`` (not an importable path), every line is checked before it is
-applied, the files it refers to must lie under the sweep's storage
-directory, and ``reconlab sync`` delivers to the store the user names, never
+A spool file is data, never code: it names no code at all (a finished
+trial's files are written beside it, under ``trial_files/``, by the driver
+when the trial ends, and its ``end`` line lists them), every line is checked
+before it is applied, the files it refers to must lie under the sweep's
+storage directory, and ``reconlab sync`` delivers to the store the user names, never
 to one a spool names. One driver at a time holds a spool (``SpoolLock``, an
 exclusive ``flock``): a second one stops with exit 2 naming the holder's pid.
 
@@ -50,7 +51,7 @@ import re
 import tempfile
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from reconlab import tracking
 from reconlab.errors import InputError
@@ -83,67 +84,21 @@ def transient(e: Exception) -> bool:
 # ------------------------------------------------------------ what a line may say
 
 
-def _inversion_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.inversion_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _xor_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.xor_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _deep_decoder_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.deep_decoder_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _ct_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.ct_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _denoise_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.denoise_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _adversarial_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.adversarial_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _prototypes_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.prototypes_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-def _thesis_artifacts(ref: dict) -> dict[str, bytes]:
-    from reconlab.sweep.thesis_trial import artifacts_of
-
-    return artifacts_of(ref)
-
-
-# The artifact renderers a spool header may name (as ``models.BUILDERS`` names
-# model builders): a finished trial's files from its ``end`` line's ``ref``.
-# Each imports its module statically: a name read from disk never picks a module.
-RENDERERS = {"inversion": _inversion_artifacts, "xor": _xor_artifacts, "deep_decoder": _deep_decoder_artifacts,
-             "ct": _ct_artifacts, "denoise": _denoise_artifacts, "adversarial": _adversarial_artifacts,
-             "prototypes": _prototypes_artifacts, "thesis": _thesis_artifacts}
-
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _PARENT_FILE = re.compile(rf"^{PARENT_FILES}/[0-9]+\.bin$")
+TRIAL_FILES = "trial_files"  # beside the spool: <trial id>/<artifact name>, written when a trial ends
+_TRIAL_DIR = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 def artifact_name_ok(name) -> bool:
     return isinstance(name, str) and bool(_ARTIFACT_NAME.match(name)) and ".." not in name.split("/")
+
+
+def _files_ok(files) -> bool:
+    """An ``end`` line's files: {artifact name: file beside the spool under TRIAL_FILES}."""
+    return isinstance(files, dict) and all(
+        artifact_name_ok(k) and isinstance(v, str) and v.startswith(TRIAL_FILES + "/") and artifact_name_ok(v)
+        for k, v in files.items())
 
 
 def _scalars(d, values=(str, int, float, bool, type(None))) -> bool:
@@ -165,7 +120,8 @@ def check_line(op) -> str | None:
                             and _scalars(op.get("values"), num)),
         "tags": lambda: trial and _scalars(op.get("tags"), (str,)) and bool(op["tags"]),
         "end": lambda: (trial and op.get("status") in ("FINISHED", "FAILED", "KILLED")
-                        and isinstance(op.get("ref", {}), dict) and isinstance(op.get("reason"), (str, type(None)))),
+                        and isinstance(op.get("ref", {}), dict) and isinstance(op.get("reason"), (str, type(None)))
+                        and _files_ok(op.get("files", {}))),
         "parent_log": lambda: (_scalars(op.get("params") or {}, (str,)) and _scalars(op.get("metrics") or {}, num)
                                and isinstance(op.get("ts"), int)),
         "parent_artifact": lambda: (artifact_name_ok(op.get("name")) and isinstance(op.get("file"), str)
@@ -187,15 +143,6 @@ def storage_root(spool_path: str) -> str:
             return os.path.dirname(probe)
         probe = os.path.dirname(probe)
     return d
-
-
-def _paths_in(ref: dict) -> Iterable[str]:
-    """The files a renderer opens: the trial's checkpoint, and the Train
-    checkpoint a Train-in-Tune trial reports (``checkpoint_path``)."""
-    last = ref.get("last_result") if isinstance(ref.get("last_result"), dict) else {}
-    for v in (ref.get("checkpoint"), last.get("checkpoint_path")):
-        if isinstance(v, str):
-            yield v
 
 
 class SpoolLock:
@@ -259,22 +206,21 @@ def done_count(path: str) -> int:
 class Spool:
     """Append (driver thread) and deliver (background thread) tracking ops.
 
-    ``artifacts`` names a renderer in ``RENDERERS``: it turns a finished
-    trial's ``end`` line ``ref`` (checkpoint path, config, last result) into
-    {file name: bytes}, so a replay after a crash can still render them.
+    ``files`` (the study's ``trial_files``, a function of this process, never
+    named on disk) turns a finished trial's ``ref`` (checkpoint path, config,
+    last result) into {artifact name: bytes}; ``end`` writes them under
+    ``trial_files/<trial id>/`` beside the spool before the line that lists
+    them, so a replay after a crash, or ``reconlab sync``, only uploads files.
     ``lock``: the ``SpoolLock`` the caller already holds (else one is taken
     here; either way ``close`` releases it).
     """
 
     def __init__(self, path: str, uri: str, exp_id: str, parent_run_id: str, step_key: str,
-                 artifacts: str | None = None, deliver: bool = True, batch_s: float = BATCH_S,
-                 lock: SpoolLock | None = None):
-        if artifacts is not None and artifacts not in RENDERERS:
-            raise InputError(f"unknown artifact renderer (known: {', '.join(RENDERERS)})", key="artifacts",
-                             value=artifacts)
+                 files: Callable[[dict], dict[str, bytes]] | None = None, deliver: bool = True,
+                 batch_s: float = BATCH_S, lock: SpoolLock | None = None):
         self.path, self.uri, self.exp_id, self.parent = path, uri, exp_id, parent_run_id
         self.batch_s = batch_s
-        self.step_key, self.artifacts = step_key, artifacts
+        self.step_key, self.files = step_key, files
         self.root = storage_root(path)  # files a line refers to must lie under it
         self._lock = lock or SpoolLock(path)
         existed = os.path.exists(path)
@@ -288,7 +234,7 @@ class Spool:
             self._q.put(op)
         if not existed:  # the URI for a later `reconlab sync` to compare with, credentials redacted
             self.append({"op": "header", "uri": tracking.redact(uri), "exp_id": exp_id, "parent": parent_run_id,
-                         "step_key": step_key, "artifacts": artifacts})
+                         "step_key": step_key})
         self.run_ids: dict[str, str] = {}
         self.created: set[str] = set()  # runs this process created and has not started yet
         self._params_due: dict[str, list] = {}  # run id -> params to send with its next points
@@ -336,12 +282,50 @@ class Spool:
         self.append({"op": "tags", "trial": trial_id, "tags": tags})
 
     def end(self, trial_id: str, status: str, reason: str | None, ref: dict | None = None) -> None:
-        self.append({"op": "end", "trial": trial_id, "status": status, "reason": reason, "ref": ref or {}}, sync=True)
+        """A trial's final status; a finished trial's files are written first
+        and the line lists them."""
+        op = {"op": "end", "trial": trial_id, "status": status, "reason": reason, "ref": ref or {}}
+        if self.files is not None and status == "FINISHED":
+            op["files"] = self._write_trial_files(trial_id, op["ref"])
+        self.append(op, sync=True)
+
+    def _dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path))
+
+    def _write_trial_files(self, trial_id: str, ref: dict) -> dict[str, str]:
+        """Render a finished trial's files and write them beside the spool:
+        {artifact name: path relative to the spool's directory}. A checkpoint
+        that is gone, or a renderer that fails, is a warning, never a reason
+        to hold up the sweep."""
+        try:
+            if not _TRIAL_DIR.fullmatch(trial_id):
+                raise ValueError(f"trial id {trial_id!r} cannot name a directory")
+            files = self.files(ref)
+            bad = [n for n in files if not artifact_name_ok(n)]
+            if bad:
+                raise ValueError(f"bad artifact name {bad[0]!r}")
+        except Exception as e:
+            self.errors.append(f"files of {trial_id}: {e}"[:500])
+            log.warning("files of trial %s not written: %s", trial_id, e)
+            return {}
+        out = {}
+        for name, data in files.items():
+            rel = f"{TRIAL_FILES}/{trial_id}/{name}"
+            path = os.path.join(self._dir(), rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, data)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            out[name] = rel
+        return out
 
     # the sweep's parent run (see ParentLog)
 
     def _parent_dir(self) -> str:
-        return os.path.join(os.path.dirname(os.path.abspath(self.path)), PARENT_FILES)
+        return os.path.join(self._dir(), PARENT_FILES)
 
     def parent_log(self, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None) -> None:
         self.append({"op": "parent_log", "params": params or {}, "metrics": metrics or {},
@@ -514,8 +498,9 @@ class Spool:
             elif c.get_run(run_id).info.status != "RUNNING":
                 c.update_run(run_id, status="RUNNING")  # a retried or resumed trial continues its run
         elif kind == "end":
-            if self.artifacts is not None and op["status"] == "FINISHED":
-                for name, data in self._render(op).items():
+            for name, rel in (op.get("files") or {}).items():
+                data = self._read_file(rel, f"file {name} of trial {op['trial']}")
+                if data is not None:
                     tracking.log_bytes(c, run_id, data, name)
             if op.get("reason"):
                 c.set_tag(run_id, "reconlab.error", str(op["reason"])[:4000])
@@ -534,37 +519,28 @@ class Spool:
                 c.log_batch(self.parent, params=params[i:i + MAX_PARAMS_PER_BATCH],
                             metrics=metrics if i == 0 else [])
         elif kind == "parent_artifact":
-            path = os.path.join(os.path.dirname(os.path.abspath(self.path)), op["file"])
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                self.errors.append(f"parent artifact {op['name']}: {e}"[:500])
-                return
-            tracking.log_bytes(c, self.parent, data, op["name"])
+            data = self._read_file(op["file"], f"parent artifact {op['name']}")
+            if data is not None:
+                tracking.log_bytes(c, self.parent, data, op["name"])
         elif kind == "parent_end":
             if op.get("reason"):
                 c.set_tag(self.parent, "reconlab.error", str(op["reason"])[:4000])
             c.set_terminated(self.parent, status=op["status"])
 
-    def _render(self, op: dict) -> dict[str, bytes]:
-        """A finished trial's artifacts; a checkpoint that is gone is a
-        warning, never a reason to hold up the spool. Every path the ``ref``
-        names must lie under the storage directory."""
+    def _read_file(self, rel: str, what: str) -> bytes | None:
+        """The bytes of a file a line names, relative to the spool's
+        directory; it must lie under the storage directory (links resolved).
+        One that is gone or outside is counted in ``errors`` and skipped."""
         try:
-            ref = op.get("ref") or {}
-            outside = [p for p in _paths_in(ref) if not (os.path.isabs(p) and tracking.is_under(p, self.root))]
-            if outside:
-                raise ValueError(f"path outside the storage directory {self.root}: {outside[0]}")
-            files = RENDERERS[self.artifacts](ref)
-            bad = [n for n in files if not artifact_name_ok(n)]
-            if bad:
-                raise ValueError(f"bad artifact name {bad[0]!r}")
-            return files
-        except Exception as e:
-            self.errors.append(f"artifacts of {op['trial']}: {e}"[:500])
-            log.warning("artifacts of trial %s not rendered: %s", op["trial"], e)
-            return {}
+            path = os.path.join(self._dir(), rel)
+            if not tracking.is_under(path, self.root):
+                raise ValueError(f"path outside the storage directory {self.root}: {rel}")
+            with open(path, "rb") as f:
+                return f.read()
+        except (OSError, ValueError) as e:
+            self.errors.append(f"{what}: {e}"[:500])
+            log.warning("%s not uploaded: %s", what, e)
+            return None
 
     def _run_for(self, op: dict) -> str:
         """The trial's run: found, or created. Only a trial this spool held
@@ -677,15 +653,12 @@ def sync(path: str, uri: str, *, retarget: bool = False, timeout: float | None =
     for key in ("exp_id", "parent", "step_key"):
         if not isinstance(head.get(key), str):
             raise InputError(f"spool header has no valid '{key}'", key="path", value=path)
-    if head.get("artifacts") is not None and head["artifacts"] not in RENDERERS:
-        raise InputError(f"spool names an unknown artifact renderer (known: {', '.join(RENDERERS)})",
-                         key="artifacts", value=f"{path}: {head['artifacts']}")
     if head.get("uri") != tracking.redact(uri) and not retarget:
         raise InputError(f"the spool was written for the store {head.get('uri')!r}, not {tracking.redact(uri)!r}; "
                          "pass that store as --tracking-uri, or --retarget to deliver here anyway",
                          key="path", value=path)
     before = max(len(lines) - done_count(path), 0)
-    s = Spool(path, uri, head["exp_id"], head["parent"], head["step_key"], head.get("artifacts"))
+    s = Spool(path, uri, head["exp_id"], head["parent"], head["step_key"])
     s.flush(timeout)
     left = s.pending()
     s.close()
@@ -747,49 +720,8 @@ def spool_at(path: str):
     return _SPOOLS[path]
 
 
-def trial_callback(spool_path: str, metric_keys: Iterable[str]):
-    """A Ray Tune callback: one MLflow child run per trial, every reported
-    step, a final status (and artifacts), all through the sweep's write-ahead
-    spool (``reconlab.spool``). It holds only the spool's path: Tune pickles
-    its callbacks into the experiment and unpickles them on restore, and the
-    open spool is looked up in this process."""
-    from ray.tune import Callback
-
-    from reconlab.sweep.nodes import node_change
-
-    keys = frozenset(metric_keys)
-
-    class MlflowTrials(Callback):
-        def __init__(self):
-            self.nodes: dict[str, list[str]] = {}  # the nodes each trial ran on (sweep.nodes)
-
-        @property
-        def spool(self):
-            return spool_at(spool_path)
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.spool.start(trial.trial_id, str(trial), trial.config, trial.trainable_name)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            step = int(result.get("step", result.get("training_iteration", 0)))
-            tags = node_change(self.nodes, trial.trial_id, result)
-            if tags:
-                self.spool.tags(trial.trial_id, tags)
-            self.spool.metrics(trial.trial_id, step, {k: v for k, v in result.items() if k in keys})
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            status, reason = tracking.trial_outcome(trial.last_result, None)
-            self.spool.end(trial.trial_id, status, reason, trial_ref(trial))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.spool.end(trial.trial_id, "FAILED", tracking.error_line(trial) or "trial raised an error",
-                           trial_ref(trial))
-
-    return MlflowTrials()
-
-
 def trial_ref(trial) -> dict:
-    """What a spooled ``end`` line needs to render a trial's artifacts later:
+    """What a trial's ``end`` line records, and its files are rendered from:
     its config, last result (scalars) and checkpoint path."""
     cp = trial.checkpoint
     return {"config": describe(trial.config), "last_result": describe(trial.last_result),

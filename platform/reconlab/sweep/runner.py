@@ -64,7 +64,8 @@ def open_store(args, spec, uri: str, storage_dir: str, experiment: str):
 
 
 def sweep_job(args, spec, *, uri: str, storage_dir: str, experiment: str, setup: Callable, metric_keys,
-              max_t: int, artifacts: str | None, finish: Callable, max_concurrent: Callable[[], int] | None = None):
+              max_t: int, trial_files: Callable | None, finish: Callable, tags: dict[str, str] | None = None,
+              max_concurrent: Callable[[], int] | None = None):
     """What every sweep job does once its input is checked: open the store
     and the experiment (and, on --resume, lock the sweep to resume) before
     Ray starts; start Ray; ``setup(client, experiment id)`` the job's own
@@ -74,14 +75,16 @@ def sweep_job(args, spec, *, uri: str, storage_dir: str, experiment: str, setup:
     through the spool. A failure ends the parent FAILED. Returns (grid,
     sweep); ``sweep.undelivered`` > 0 means the store was away at the end
     (the job exits 1, ``reconlab sync`` finishes it). ``max_concurrent()``,
-    asked once Ray runs: trials at once (default: what fits the cluster)."""
+    asked once Ray runs: trials at once (default: what fits the cluster).
+    ``tags``: the sweep run's (its study's name, title, research, command)."""
     c, exp_id, resumed = open_store(args, spec, uri, storage_dir, experiment)
     init_ray()
     trainable, extra_params = setup(c, exp_id)
-    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed, extra_params=extra_params)
+    sweep = start_parent(c, exp_id, spec, storage_dir=storage_dir, resumed=resumed, extra_params=extra_params,
+                         tags=tags)
     try:
         grid = run_tuner(spec, trainable, sweep=sweep, uri=uri, metric_keys=metric_keys, max_t=max_t,
-                         artifacts=artifacts, finish=finish,
+                         trial_files=trial_files, finish=finish,
                          max_concurrent=(getattr(args, "max_concurrent_trials", None)
                                          or (max_concurrent() if max_concurrent else None)),
                          max_failures=args.max_failures)
@@ -250,15 +253,21 @@ def resume_sweep(c, exp_id: str, spec, storage_dir: str) -> SweepRun | None:
     return sweep
 
 
-def start_parent(c, exp_id: str, spec, *, storage_dir: str, resumed: SweepRun | None, extra_params: dict) -> SweepRun:
-    """Create the sweep's parent run, or reuse the one ``resume_sweep`` found."""
+def start_parent(c, exp_id: str, spec, *, storage_dir: str, resumed: SweepRun | None, extra_params: dict,
+                 tags: dict[str, str] | None = None) -> SweepRun:
+    """Create the sweep's parent run, or reuse the one ``resume_sweep`` found
+    (``tags`` are set on it too: a sweep of an older reconlab gains its
+    study's)."""
     from reconlab.spool import SpoolLock
 
     name = spec.name
     if resumed is not None:
+        for k, v in (tags or {}).items():
+            c.set_tag(resumed.run_id, k, v)
         c.update_run(resumed.run_id, status="RUNNING")
         return resumed
-    run = c.create_run(exp_id, run_name=f"{name}-sweep", tags={tracking.TAG_SWEEP: name, **tracking.source_tags()})
+    run = c.create_run(exp_id, run_name=f"{name}-sweep",
+                       tags={tracking.TAG_SWEEP: name, **tracking.source_tags(), **(tags or {})})
     if extra_params.get("dataset") and extra_params.get("data_fingerprint"):  # the UI's Dataset column
         c.log_inputs(run.info.run_id, datasets=[tracking.dataset_input(extra_params["dataset"],
                                                                        extra_params["data_fingerprint"])])
@@ -303,15 +312,15 @@ def marking_asha(**kw):
 
 
 def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_keys, max_t: int,
-              artifacts: str | None = None, finish: Callable | None = None, verbose: int = 0,
+              trial_files: Callable | None = None, finish: Callable | None = None, verbose: int = 0,
               max_concurrent: int | None = None, max_failures: int = 3, flush_timeout_s: float | None = None):
     """Fit (or restore and finish) the Tune experiment; returns the ResultGrid.
 
     Trial runs go to MLflow through the sweep's spool (``reconlab.spool``);
     the Optuna studies live in ``optuna.db`` beside the experiment; a trial
     that raises is retried from its last checkpoint up to ``max_failures``
-    times. ``artifacts`` names the renderer (``spool.RENDERERS``) of a
-    finished trial's files. ``finish(grid, parent)`` writes the parent run's
+    times. ``trial_files(ref)`` renders a finished trial's files (written
+    under the storage directory when it ends, see ``spool.Spool``). ``finish(grid, parent)`` writes the parent run's
     results through the spool (a ``spool.ParentLog``) and ends it; without
     it the parent is ended FINISHED. A failure ends the parent FAILED, also
     through the spool. What the store has not taken when the sweep ends is
@@ -324,7 +333,8 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     from ray.tune.schedulers import FIFOScheduler
 
     from reconlab.progress import progress_callback
-    from reconlab.spool import ParentLog, Spool, register_spool, trial_callback
+    from reconlab.spool import ParentLog, Spool, register_spool
+    from reconlab.sweep.callback import trial_callback
     from reconlab.sweep.nodes import ReportNode
     from reconlab.sweep.restore import RestoreFromNewest
     from reconlab.sweep.searcher import make_searcher
@@ -343,7 +353,7 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
     # trial; each result names its Ray node (the trial run's node tags)
     trainable.__mixins__ = (RestoreFromNewest, ReportNode)
     trainable = tune.with_resources(trainable, trial_resources(res))
-    spool = Spool(sweep.spool_path, uri, sweep.exp_id, sweep.run_id, spec.metric, artifacts, lock=sweep.lock)
+    spool = Spool(sweep.spool_path, uri, sweep.exp_id, sweep.run_id, spec.metric, trial_files, lock=sweep.lock)
     sweep.lock = None  # the spool holds it now, and releases it on close
     register_spool(spool)
     sweep.parent = ParentLog(spool)
@@ -474,15 +484,3 @@ def print_ui_hint(uri: str, exp_id: str | None = None) -> None:
         print(f"\nOpen the MLflow UI:  {cmd}\n  (or `make ui`), then browse http://127.0.0.1:5000{page}", file=sys.stdout)
     else:
         print(f"\nMLflow: {tracking.redact(uri)}" + (f" (experiment {exp_id}: {page.lstrip('/')})" if page else ""))
-
-
-def worst_value(metric: str, mode: str, bounds: dict[str, tuple[float, float]]) -> float:
-    """The worst finite score of ``metric`` for a sweep of ``mode``: its
-    bound where it has one (accuracy >= 0), else the largest finite float
-    against the sweep's direction. A diverged trial reports it, so the
-    searcher records a complete, bad trial, never a pruned or missing one."""
-    lo, hi = bounds.get(metric, (-math.inf, math.inf))
-    v = lo if mode == "max" else hi
-    if math.isfinite(v):
-        return float(v)
-    return -sys.float_info.max if mode == "max" else sys.float_info.max

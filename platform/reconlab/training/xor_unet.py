@@ -314,7 +314,7 @@ def diverged_scores(mean_psnr: float | None, metric: str = "test_psnr", mode: st
     """The worst finite score of every metric (PSNR 0 dB: images in [0, 1];
     the gain over the mean baseline at that PSNR), and of the sweep's
     ``metric`` the worst for its ``mode``."""
-    from reconlab.sweep.runner import worst_value
+    from reconlab.metrics import worst_value
     from reconlab.tracking import DIVERGED
 
     bounds = {**BOUNDS, **({"psnr_gain": (-mean_psnr, math.inf)} if mean_psnr is not None else {})}

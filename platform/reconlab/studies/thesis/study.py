@@ -23,7 +23,7 @@ from reconlab import tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "thesis.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "thesis.yaml")
 
 # (claim, recipe A, recipe B, archs it is judged on: None = every arch both have)
 CLAIMS = [
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     from reconlab.data import load_dataset
     from reconlab.sweep.runner import prepare
     from reconlab.sweep.spec import SEED_MAX, load_spec
-    from reconlab.sweep.thesis_trial import METRICS, ThesisTrialConfig
+    from reconlab.studies.thesis.trial import METRICS, ThesisTrialConfig
 
     spec, storage_dir, uri = prepare(args, load_spec(args.search_space, ThesisTrialConfig,
                                                      smoke=args.smoke_test, metrics=METRICS))
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
         from reconlab.inversion.tasks import pick_sources
         from reconlab.inversion.verify import ensemble_of
-        from reconlab.sweep.thesis_trial import tune_trainable
+        from reconlab.studies.thesis.trial import tune_trainable
         from reconlab.training.logged import ensure_with_verifiers
 
         workers = args.num_workers or spec.train.num_workers
@@ -179,7 +179,7 @@ def roster(spec, vae_digest: str | None = None) -> dict:
     can produce (recipes, archs and seeds are fixed or searched lists)."""
     import itertools
 
-    from reconlab.sweep.thesis_trial import ThesisTrialConfig, classifier_name
+    from reconlab.studies.thesis.trial import ThesisTrialConfig, classifier_name
     from reconlab.training.classifier import recipe_spec
 
     values = {k: spec.search[k]["values"] if k in spec.search and "values" in spec.search[k] else None
@@ -196,7 +196,7 @@ def roster(spec, vae_digest: str | None = None) -> dict:
 
 
 def metric_keys_of(spec) -> list[str]:
-    from reconlab.sweep.thesis_trial import METRICS, ThesisTrialConfig, group_metric_keys
+    from reconlab.studies.thesis.trial import METRICS, ThesisTrialConfig, group_metric_keys
     from reconlab.training.classifier import ARCHS, RECIPES
 
     cfg = ThesisTrialConfig(**spec.fixed)
@@ -226,7 +226,7 @@ class TrialEvidence:
 def collect(grid) -> list[TrialEvidence]:
     """Every report of every trial that ran its whole budget: a trial of S
     steps also measures the configuration at each earlier report."""
-    from reconlab.sweep.thesis_trial import ThesisTrialConfig, load_state
+    from reconlab.studies.thesis.trial import ThesisTrialConfig, load_state
 
     out = []
     for r in grid:
@@ -275,7 +275,7 @@ def verdicts(evidence, *, seed: int = 0) -> list[dict]:
     projection onto real digits be read too, realism how close they are to
     a real digit)."""
     from reconlab.stats import paired_bootstrap
-    from reconlab.sweep.thesis_trial import classifier_name
+    from reconlab.studies.thesis.trial import classifier_name
 
     rows = []
     for (objective, task), ev in sorted(selected(evidence).items()):
@@ -344,7 +344,7 @@ def curve(evidence) -> tuple[list[dict], list[str]]:
 
 def selected_grids(ev: TrialEvidence) -> dict[str, bytes]:
     """Each group's first-seed images at the selected configuration and step."""
-    from reconlab.sweep.thesis_trial import classifier_name, grids
+    from reconlab.studies.thesis.trial import classifier_name, grids
 
     out = {}
     for r, a in ev.config.groups():

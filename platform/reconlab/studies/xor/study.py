@@ -14,7 +14,7 @@ from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
 README_NAME = "xor-table-i"  # the block (in docs/results.md) the job fills with --readme
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "xor.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "xor.yaml")
 
 # Table I of the paper (STL-10, 10,000 test images): (PSNR, SSIM) without noise and with 1 % noise.
 PAPER = {
@@ -40,7 +40,7 @@ def settings(spec) -> list[tuple[str, float]]:
                 raise InputError("mode and noise must be fixed or a 'choice' (Table I has one column per value)",
                                  source=spec.source, key=f"search.{k}", value=spec.search[k])
             return spec.search[k]["values"]
-        from reconlab.sweep.xor_trial import XorTrialConfig
+        from reconlab.studies.xor.trial import XorTrialConfig
 
         return [spec.fixed.get(k, getattr(XorTrialConfig, k))]
 
@@ -48,7 +48,7 @@ def settings(spec) -> list[tuple[str, float]]:
 
 
 def check_data(ds, spec) -> None:
-    from reconlab.sweep.xor_trial import XorTrialConfig
+    from reconlab.studies.xor.trial import XorTrialConfig
 
     depth = spec.search["depth"]["high"] if "depth" in spec.search else spec.fixed.get("depth", XorTrialConfig.depth)
     h, w = ds.x_train.shape[-2:]
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from reconlab.operators.xor_aes import KEY_ENV, XorAES
     from reconlab.sweep.runner import fix_num_workers, prepare
     from reconlab.sweep.spec import load_spec
-    from reconlab.sweep.xor_trial import METRICS, XorTrialConfig
+    from reconlab.studies.xor.trial import METRICS, XorTrialConfig
 
     spec, storage_dir, uri = prepare(args, load_spec(args.search_space, XorTrialConfig, smoke=args.smoke_test,
                                                      metrics=METRICS))
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         through Ray's object store only)."""
         from ray import tune
 
-        from reconlab.sweep.xor_trial import tune_trainable
+        from reconlab.studies.xor.trial import tune_trainable
 
         tracking.announce(f"baselines on {len(ds.x_test)} test images: mean, decryption with the key, keystream oracle")
         base.update(baselines(ds, op, modes_noises, spec.seed))
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
 def concurrency(spec) -> int:
     """Trials at once: what the trials' Ray Train workers need (``runner.train_concurrency``)."""
     from reconlab.sweep.runner import train_concurrency
-    from reconlab.sweep.xor_trial import XorTrialConfig
+    from reconlab.studies.xor.trial import XorTrialConfig
 
     return train_concurrency(spec, XorTrialConfig)
 
@@ -255,7 +255,7 @@ def finish_parent(parent, rows, columns, verdicts, best, grid):
     """The sweep run's results, written through the spool (``parent``: a
     ``spool.ParentLog``)."""
     from reconlab.sweep.runner import log_table
-    from reconlab.sweep.xor_trial import FIGURE, checkpoint_files
+    from reconlab.studies.xor.trial import FIGURE, checkpoint_files
 
     log_table(parent, rows, columns, verdicts, "table_i")
     for (mode, noise), r in best.items():

@@ -33,7 +33,7 @@ INVERTIBLE = ("sgd", "adam", "adam_fgsm")
 METRICS = ("verifier_acc", "verifier_acc_task1", "verifier_acc_task2", "readable_acc", "readable_acc_task1",
            "readable_acc_task2", "verifier_conf", "ssim_class_mean", "classifier_acc", "objective")
 # Each metric's range, and which way is better (the rest: higher). A diverged
-# trial reports the worst end of each (runner.worst_value).
+# trial reports the worst end of each (metrics.worst_value).
 BOUNDS = {**{k: (0.0, 1.0) for k in METRICS[:6]},
           "verifier_conf": (0.0, 1.0), "ssim_class_mean": (-1.0, 1.0), "classifier_acc": (0.0, 1.0),
           "objective": (0.0, math.inf)}
@@ -160,7 +160,7 @@ def diverged(step: int, metric: str = "verifier_acc", mode: str = "max") -> dict
     """The last report of a diverged trial: the worst finite score on every
     metric, and on the sweep's ``metric`` the worst for its ``mode``, so the
     searcher records a bad complete trial and learns to avoid the region."""
-    from reconlab.sweep.runner import worst_value
+    from reconlab.metrics import worst_value
     from reconlab.tracking import DIVERGED
 
     out = {k: worst_value(k, "min" if k in LOWER_IS_BETTER else "max", BOUNDS) for k in METRICS}

@@ -15,7 +15,7 @@ from reconlab import tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "denoise.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "denoise.yaml")
 # the issue's goals: PSNR gain over the noisy input (dB) at the evaluation setting
 GAIN_GOALS = {"gaussian": 9.0, "poisson": 6.0}
 N2N_VS_N2C_DB = 0.2  # noisy targets land within this of clean targets
@@ -33,7 +33,7 @@ def parse(argv):
 
 
 def arms_of(spec) -> list[str]:
-    from reconlab.sweep.denoise_trial import DenoiseTrialConfig
+    from reconlab.studies.denoise.trial import DenoiseTrialConfig
 
     if "arm" in spec.search:
         if spec.search["arm"]["type"] != "choice":
@@ -44,7 +44,7 @@ def arms_of(spec) -> list[str]:
 
 
 def check_data(ds, spec) -> None:
-    from reconlab.sweep.denoise_trial import DenoiseTrialConfig
+    from reconlab.studies.denoise.trial import DenoiseTrialConfig
 
     levels = spec.search["levels"]["high"] if "levels" in spec.search else spec.fixed.get(
         "levels", DenoiseTrialConfig.levels)
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     args = parse(argv)
     from reconlab.data import load_dataset
-    from reconlab.sweep.denoise_trial import METRICS, DenoiseTrialConfig
+    from reconlab.studies.denoise.trial import METRICS, DenoiseTrialConfig
     from reconlab.sweep.runner import fix_num_workers, prepare
     from reconlab.sweep.spec import load_spec
 
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     def setup(c, exp_id):
         from ray import tune
 
-        from reconlab.sweep.denoise_trial import tune_trainable
+        from reconlab.studies.denoise.trial import tune_trainable
 
         shared = {"dataset": ds.name, "data_root": args.data_root, "storage_dir": storage_dir, "eval_seed": spec.seed}
         return tune.with_parameters(tune_trainable, shared=shared), {
@@ -119,7 +119,7 @@ def analyse(grid, spec, arms: list[str]) -> dict:
     """The table of the best trial per arm and the paired findings (per-image
     scores from each best trial's last checkpoint; every trial denoised the
     same seeded noisy test images)."""
-    from reconlab.sweep.denoise_trial import load_result, parse_arm
+    from reconlab.studies.denoise.trial import load_result, parse_arm
 
     best = best_per_arm(grid, spec)
     results = {a: load_result(r.metrics) for a, r in best.items()}
@@ -140,7 +140,7 @@ def analyse(grid, spec, arms: list[str]) -> dict:
 def findings(results: dict) -> list[str]:
     """The issue's figures, each from a paired interval over the test images."""
     from reconlab.stats import paired_interval
-    from reconlab.sweep.denoise_trial import parse_arm
+    from reconlab.studies.denoise.trial import parse_arm
 
     out = []
 
@@ -214,7 +214,7 @@ def pgd_curves_png(best: dict) -> bytes:
 
 
 def finish_parent(parent, out: dict, grid) -> None:
-    from reconlab.sweep.denoise_trial import files_of
+    from reconlab.studies.denoise.trial import files_of
     from reconlab.sweep.runner import log_table
 
     log_table(parent, out["rows"], ROW_COLUMNS, out["findings"] + [PAPER], "denoise_table")

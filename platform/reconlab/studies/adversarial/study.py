@@ -17,7 +17,7 @@ from reconlab import tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "adversarial.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "adversarial.yaml")
 # The report's numbers (REFERENCES.md §3; MNIST, its classifier): accuracy at each point, or the drop
 REPORT_ACC = {"fgsm": {0.05: 0.889, 0.1: 0.661, 0.15: 0.362, 0.2: 0.141, 0.25: 0.049, 0.3: 0.020},
               "salt_and_pepper": {0.1: 0.959, 0.5: 0.500}}
@@ -39,7 +39,7 @@ def parse(argv):
 
 def points_of(spec) -> list:
     """Every point of the sweep, parsed; a bad one is an InputError naming it."""
-    from reconlab.sweep.adversarial_trial import AdversarialTrialConfig, parse_point
+    from reconlab.studies.adversarial.trial import AdversarialTrialConfig, parse_point
 
     if "point" in spec.search:
         if spec.search["point"]["type"] != "choice":
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     args = parse(argv)
     from reconlab.data import load_dataset
-    from reconlab.sweep.adversarial_trial import DENOISER_ATTACKS, METRICS, AdversarialTrialConfig
+    from reconlab.studies.adversarial.trial import DENOISER_ATTACKS, METRICS, AdversarialTrialConfig
     from reconlab.sweep.runner import prepare
     from reconlab.sweep.spec import load_spec
 
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         import ray
         from ray import tune
 
-        from reconlab.sweep.adversarial_trial import CLASSIFIER, tune_trainable
+        from reconlab.studies.adversarial.trial import CLASSIFIER, tune_trainable
         from reconlab.training.classifier import VARIANTS
         from reconlab.training.logged import ensure_model
         from reconlab.training.n2n import fit_n2n
@@ -198,7 +198,7 @@ def _report_acc(attack: str, level: float, clean: float) -> str:
 
 
 def analyse(grid, spec) -> dict:
-    from reconlab.sweep.adversarial_trial import CLASSIFIER_ATTACKS, load_result, parse_point
+    from reconlab.studies.adversarial.trial import CLASSIFIER_ATTACKS, load_result, parse_point
 
     best = best_per_point(grid, spec)
     results = {}
@@ -242,7 +242,7 @@ def de_lines(best: dict, results: dict) -> list[str]:
     """DE against the random search at each pixel count, paired per (seed, image):
     d = correct after random - correct after DE (> 0: DE did more damage)."""
     from reconlab.stats import paired_interval
-    from reconlab.sweep.adversarial_trial import parse_point
+    from reconlab.studies.adversarial.trial import parse_point
 
     out = []
     for t in sorted(best, key=lambda t: parse_point(t).level):
@@ -315,7 +315,7 @@ def dag_histograms_png(results: dict, rows: list[dict]) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reconlab.sweep.adversarial_trial import BAND, parse_point
+    from reconlab.studies.adversarial.trial import BAND, parse_point
 
     dags = [(parse_point(t).denoiser, res) for t, res in sorted(results.items()) if parse_point(t).attack == "dag"]
     if not dags:
@@ -359,7 +359,7 @@ def _png(fig) -> bytes:
 
 
 def finish_parent(parent, out: dict, grid) -> None:
-    from reconlab.sweep.adversarial_trial import files_of, parse_point
+    from reconlab.studies.adversarial.trial import files_of, parse_point
     from reconlab.sweep.runner import log_table
 
     log_table(parent, out["curves"], CURVE_COLUMNS, out["findings"], "classifier_robustness")

@@ -11,7 +11,7 @@ import time
 from reconlab import tracking
 from reconlab.cli import job_parser
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "inversion.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "inversion.yaml")
 
 
 def parse(argv):
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     # ---- everything that can be wrong with the input is checked before Ray starts
     from reconlab.data import load_dataset
-    from reconlab.sweep.inversion_trial import METRICS, InversionTrialConfig
+    from reconlab.studies.inversion.trial import METRICS, InversionTrialConfig
     from reconlab.sweep.spec import load_spec
     from reconlab.training.classifier import VARIANTS
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
         from reconlab.inversion.tasks import pick_sources
         from reconlab.inversion.verify import ensemble_of
-        from reconlab.sweep.inversion_trial import tune_trainable
+        from reconlab.studies.inversion.trial import tune_trainable
         from reconlab.training.logged import ensure_with_verifiers
 
         shared, train_ids = ensure_with_verifiers(c, exp_id, {v: VARIANTS[v] for v in variants},
@@ -141,7 +141,7 @@ def finish_parent(parent, rows, best, grid, spec):
     for v, r in best.items():
         parent.log_batch(metrics={f"best_{spec.metric}.{v}": r.metrics[spec.metric]})
         if r.checkpoint is not None:
-            from reconlab.sweep.inversion_trial import grids_from_checkpoint
+            from reconlab.studies.inversion.trial import grids_from_checkpoint
 
             with r.checkpoint.as_directory() as d:
                 for name, data in grids_from_checkpoint(d, r.config.get("restarts", 4)).items():

@@ -16,7 +16,7 @@ from reconlab import tracking
 from reconlab.cli import job_parser
 from reconlab.errors import InputError
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "prototypes.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "prototypes.yaml")
 
 # Thesis Tables 4.1 (hypersphere; P/R/F1 %) and 4.2 (hyperbolic Busemann; one figure per d), MNIST test
 THESIS = {("sphere", 2): "78.4 / 77.2 / 77.1", ("sphere", 3): "90.9 / 90.4 / 90.4", ("sphere", 5): "97.7 / 97.7 / 97.7",
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     args = parse(argv)
     from reconlab.data import load_dataset
-    from reconlab.sweep.prototypes_trial import METRICS, PrototypeTrialConfig
+    from reconlab.studies.prototypes.trial import METRICS, PrototypeTrialConfig
     from reconlab.sweep.runner import fix_num_workers, prepare
     from reconlab.sweep.spec import load_spec
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     def setup(c, exp_id):
         from ray import tune
 
-        from reconlab.sweep.prototypes_trial import tune_trainable
+        from reconlab.studies.prototypes.trial import tune_trainable
 
         shared = {"dataset": ds.name, "data_root": args.data_root, "storage_dir": storage_dir}
         return tune.with_parameters(tune_trainable, shared=shared), {
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
 def _finished(grid) -> dict[tuple[str, int], dict[int, dict]]:
     """{(geometry, d): {seed: last metrics}} over the trials that finished."""
-    from reconlab.sweep.prototypes_trial import config_of
+    from reconlab.studies.prototypes.trial import config_of
 
     arms: dict = {}
     for r in grid:

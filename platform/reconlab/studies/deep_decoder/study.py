@@ -12,7 +12,7 @@ import time
 from reconlab import tracking
 from reconlab.cli import job_parser
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "deep_decoder.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "deep_decoder.yaml")
 
 # The papers' anchors (REFERENCES.md section 4): astronaut, 512x512, 1,900 iterations
 PAPER = {
@@ -34,7 +34,7 @@ def parse(argv):
 def main(argv=None) -> int:
     t_start = time.time()
     args = parse(argv)
-    from reconlab.sweep.deep_decoder_trial import METRICS, DeepDecoderTrialConfig
+    from reconlab.studies.deep_decoder.trial import METRICS, DeepDecoderTrialConfig
     from reconlab.sweep.runner import prepare
     from reconlab.sweep.spec import load_spec
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     def setup(c, exp_id):
         from ray import tune
 
-        from reconlab.sweep.deep_decoder_trial import tune_trainable
+        from reconlab.studies.deep_decoder.trial import tune_trainable
 
         shared = {"threads": max(1, int(spec.resources_per_trial.cpu))}
         return tune.with_parameters(tune_trainable, shared=shared), {"smoke_test": args.smoke_test}
@@ -75,7 +75,7 @@ def _finished(grid):
 
 def summarize(grid, spec) -> list[dict]:
     """Per (image, method, sigma): the best trial by the sweep's metric."""
-    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig
+    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig
     from reconlab.sweep.runner import best_result
 
     groups: dict[tuple, list] = {}
@@ -131,7 +131,7 @@ def compression_rows(grid) -> list[dict]:
     beside wavelet thresholding that keeps as many coefficients as the
     decoder has weights and JPEG in as many bytes as its float32 weights."""
     from reconlab.metrics import psnr
-    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig, clean_image
+    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig, clean_image
     from reconlab.untrained.compression import jpeg_at_bytes, wavelet_threshold
 
     rows = []
@@ -211,7 +211,7 @@ def print_report(out, spec, n_trials, uri, experiment, seconds) -> None:
 def _fields() -> set[str]:
     import dataclasses
 
-    from reconlab.sweep.deep_decoder_trial import DeepDecoderTrialConfig
+    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig
 
     return {f.name for f in dataclasses.fields(DeepDecoderTrialConfig)}
 

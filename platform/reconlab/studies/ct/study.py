@@ -7,23 +7,16 @@ validation images and reported on test images with paired intervals."""
 from __future__ import annotations
 
 import os
-import time
 
 from reconlab import tracking
-from reconlab.cli import job_parser
+from reconlab.studies.ct.trial import METRICS, CTTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "search_spaces", "ct.yaml")
+DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "ct.yaml")
 BASELINES = ("fbp", "sirt", "sirt_best", "sirt_tv")  # the non-learned ones
 LEARNED_GOAL_DB = 1.0  # the issue's figure: the learned prior beats the best baseline by this at <= 8 angles
 LEARNED_MAX_ANGLES = 8
 CONFIG_KEYS = ("step_size", "tv_weight", "cls_weight", "l2_weight", "ratio", "variant", "pnp_strength")
-
-
-def parse(argv):
-    p = job_parser("ct_case_study.py", __doc__, os.path.normpath(DEFAULT_SPACE))
-    p.add_argument("--retrain", action="store_true", help="train the classifiers even if logged ones exist")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per classifier (overrides the YAML)")
-    return p.parse_args(argv)
 
 
 def values_of(spec, key: str, default):
@@ -38,7 +31,7 @@ def check_input(spec, ds) -> tuple[list[str], list[str]]:
     """What the data must be for the methods asked for: (methods, classifier
     variants to train). Raises InputError before Ray starts."""
     from reconlab.errors import InputError
-    from reconlab.sweep.ct_trial import CLASSIFIER_METHODS, CTTrialConfig, split
+    from reconlab.studies.ct.trial import CLASSIFIER_METHODS, CTTrialConfig, split
 
     c, h, w = ds.x_test.shape[1:]
     if c != 1 or h != w:
@@ -58,62 +51,45 @@ def check_input(spec, ds) -> tuple[list[str], list[str]]:
     return methods, variants
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    from reconlab.data import load_dataset
-    from reconlab.sweep.ct_trial import METRICS, CTTrialConfig
-    from reconlab.sweep.runner import prepare
-    from reconlab.sweep.spec import load_spec
+def check(job) -> None:
+    """The data and the methods asked for, before Ray starts."""
+    job.load_data()
+    job.out["methods"], job.out["variants"] = check_input(job.spec, job.data)
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, CTTrialConfig, smoke=args.smoke_test,
-                                                     metrics=METRICS))
-    ds = load_dataset(spec.dataset, args.data_root)
-    methods, variants = check_input(spec, ds)
-    experiment = args.experiment or ("reconlab-ct-smoke" if args.smoke_test else "reconlab-ct")
 
-    from reconlab.sweep.runner import print_ui_hint, sweep_job
+def setup(job):
+    """The classifiers and the plug-and-play denoiser (trained once with Ray
+    Train, or reused), and what every trial shares."""
+    import dataclasses
 
-    def setup(c, exp_id):
-        import dataclasses
+    from ray import tune
 
-        from ray import tune
+    from reconlab.studies.ct.trial import DENOISER, tune_trainable
+    from reconlab.training.classifier import VARIANTS
+    from reconlab.training.denoiser import DenoiserSpec, fit_denoiser
+    from reconlab.training.logged import ensure_model
 
-        from reconlab.sweep.ct_trial import DENOISER, tune_trainable
-        from reconlab.training.classifier import VARIANTS
-        from reconlab.training.denoiser import DenoiserSpec, fit_denoiser
-        from reconlab.training.logged import ensure_model
+    spec, ds, args = job.spec, job.data, job.args
+    shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {}, "threads": job.threads}
+    params = {}
+    models = [(v, VARIANTS[v], "classifier", None) for v in job.out["variants"]]
+    if "pnp" in job.out["methods"]:
+        models.append((DENOISER, DenoiserSpec(channels=ds.x_test.shape[1]), "denoiser", fit_denoiser))
+    for name, tspec, family, fit in models:
+        if spec.train.epochs is not None:
+            tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
+        meta, state, run_id = ensure_model(
+            job.client, job.exp_id, name, tspec, dataset=ds, data_root=args.data_root, uri=job.uri,
+            storage_dir=job.storage_dir, num_workers=args.num_workers or spec.train.num_workers,
+            retrain=args.retrain, log=tracking.announce, family=family, fit=fit)
+        shared["models"][name], shared["digests"][name] = (meta, state), tspec.digest()
+        params[f"model_uri.{name}"] = f"runs:/{run_id}/model"
+    return tune.with_parameters(tune_trainable, shared=shared), params
 
-        shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {},
-                  "threads": max(1, int(spec.resources_per_trial.cpu))}
-        params = {"dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test}
-        models = [(v, VARIANTS[v], "classifier", None) for v in variants]
-        if "pnp" in methods:
-            models.append((DENOISER, DenoiserSpec(channels=ds.x_test.shape[1]), "denoiser", fit_denoiser))
-        for name, tspec, family, fit in models:
-            if spec.train.epochs is not None:
-                tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-            meta, state, run_id = ensure_model(
-                c, exp_id, name, tspec, dataset=ds, data_root=args.data_root, uri=uri, storage_dir=storage_dir,
-                num_workers=args.num_workers or spec.train.num_workers, retrain=args.retrain, log=tracking.announce,
-                family=family, fit=fit)
-            shared["models"][name], shared["digests"][name] = (meta, state), tspec.digest()
-            params[f"model_uri.{name}"] = f"runs:/{run_id}/model"
-        return tune.with_parameters(tune_trainable, shared=shared), params
 
-    out = {}
-
-    def finish(grid, parent):
-        out.update(analyse(grid, spec))
-        finish_parent(parent, out, grid)
-
-    every = spec.fixed.get("report_every", CTTrialConfig.report_every)
-    cfg = CTTrialConfig(**spec.fixed)
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=-(-cfg.iterations // every), artifacts="ct", finish=finish)
-    print_report(out, spec, len(grid), uri, experiment, time.time() - t_start)
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+def finish(job, grid, parent) -> None:
+    job.out.update(analyse(grid, job.spec))
+    finish_parent(parent, job.out)
 
 
 def best_per_stratum(grid, spec) -> dict[tuple, object]:
@@ -133,7 +109,7 @@ def analyse(grid, spec) -> dict:
     stratum; the paired intervals use the per-image test scores in their
     checkpoints (every method saw the same images and noise)."""
     from reconlab.stats import paired_interval
-    from reconlab.sweep.ct_trial import load_result
+    from reconlab.studies.ct.trial import load_result
 
     best = best_per_stratum(grid, spec)
     results = {}
@@ -176,7 +152,7 @@ def analyse(grid, spec) -> dict:
 
 
 def _method_order(m: str) -> int:
-    from reconlab.sweep.ct_trial import METHODS
+    from reconlab.studies.ct.trial import METHODS
 
     return METHODS.index(m) if m in METHODS else len(METHODS)
 
@@ -305,7 +281,7 @@ def reconstructions_png(results: dict, noise: str, n: int = 4) -> bytes | None:
     return png_bytes(torch.cat(rows).clamp(0, 1), nrow=width)
 
 
-def finish_parent(parent, out: dict, grid) -> None:
+def finish_parent(parent, out: dict) -> None:
     from reconlab.sweep.runner import log_table
 
     log_table(parent, out["rows"], ROW_COLUMNS, out["findings"], "ct_table")
@@ -317,16 +293,14 @@ def finish_parent(parent, out: dict, grid) -> None:
         png = reconstructions_png(out["results"], noise)
         if png is not None:
             parent.log_bytes(png, f"reconstructions_{noise}.png")
-    metrics = {"trials": len(grid), "trials_failed": len(grid.errors)}
-    for (noise, angles, method), m in out["best"].items():
-        metrics[f"psnr.{noise}.{angles}.{method}"] = m["psnr"]
-    parent.log_batch(metrics=metrics)
-    parent.set_terminated("FINISHED")
+    parent.log_batch(metrics={f"psnr.{noise}.{angles}.{method}": m["psnr"]
+                              for (noise, angles, method), m in out["best"].items()})
 
 
-def print_report(out, spec, n_trials, uri, experiment, seconds) -> None:
+def summary(job, grid) -> None:
     from reconlab.sweep.runner import markdown_table
 
+    out, spec = job.out, job.spec
     print(f"\nCT case study '{spec.name}' ({spec.source}): test PSNR (dB) by angles, each method's trial chosen on "
           "validation images\n")
     if out.get("wide"):
@@ -334,4 +308,16 @@ def print_report(out, spec, n_trials, uri, experiment, seconds) -> None:
     print()
     for f in out.get("findings", []):
         print(f"- {f}")
-    print(f"\n{n_trials} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {tracking.redact(uri)}")
+
+
+def max_t(job) -> int:
+    """Reports of a trial: one per ``report_every`` iterations."""
+    return -(-job.fixed("iterations") // job.fixed("report_every"))
+
+
+STUDY = Study(
+    name="ct", title="The CT case study on ASTRA",
+    research="the thesis, chapter 5: SIRT alternating with network inversion",
+    command="python jobs/ct_case_study.py", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=CTTrialConfig, metrics=METRICS,
+    flags=train_flags, check=check, setup=setup, finish=finish, summary=summary, trial_files=artifacts_of, max_t=max_t)
