@@ -13,7 +13,7 @@ from common import shared_models
 
 from reconlab.inversion import invert
 from reconlab.inversion.tasks import task_batch
-from reconlab.studies.inversion.trial import _model
+from reconlab.models.io import shared_model
 
 
 def main():
@@ -24,7 +24,7 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(0)
     shared = shared_models()
-    model = _model(shared, "sgd")
+    model = shared_model(shared, "sgd", "cpu")
     b = task_batch(shared["sources"], restarts=a.restarts, init_scale=0.2, seed=0)
     kw = dict(steps=a.steps, lr=0.05, optimizer="adam", tv_weight=1e-2, l2_weight=1e-3, bn_weight=0.01)
     invert(model, b.target[:2], b.x0[:2], **{**kw, "steps": 3})  # warm-up

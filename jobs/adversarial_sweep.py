@@ -14,8 +14,8 @@ try:
 except ImportError:  # a bare checkout, e.g. under `ray job submit` on a cluster
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "platform"))
 
-from reconlab.cli import run_job
-from reconlab.studies.adversarial.study import main
+from reconlab.studies.adversarial import STUDY
+from reconlab.sweep.study import run_study
 
 if __name__ == "__main__":
-    sys.exit(run_job(main))
+    sys.exit(run_study(STUDY))

@@ -35,14 +35,14 @@ def test_a_file_without_one_ordered_marker_pair_is_an_error_and_untouched(tmp_pa
 def test_the_xor_job_checks_its_readme_before_ray(tmp_path, capsys):
     import ray
 
-    from reconlab.cli import run_job
-    from reconlab.studies.xor.study import main
+    from reconlab.studies.xor import STUDY
+    from reconlab.sweep.study import run_study
 
     missing = tmp_path / "nope.md"
     plain = tmp_path / "plain.md"
     plain.write_text("# no markers\n")
     for path, why in ((missing, "cannot read"), (plain, "needs one '<!-- reconlab:xor-table-i -->' line")):
-        assert run_job(main, ["--smoke-test", "--storage-path", str(tmp_path / "s"), "--readme", str(path)]) == 2
+        assert run_study(STUDY, ["--smoke-test", "--storage-path", str(tmp_path / "s"), "--readme", str(path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: key '--readme' = '{path}': {why}") and "\n" not in err
     assert not ray.is_initialized() and not (tmp_path / "s" / "mlflow.db").exists()

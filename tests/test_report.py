@@ -1,6 +1,6 @@
 """The report (issue 17): one HTML page rebuilt from the MLflow runs that
 exist, with the job's own tables, links to every run, Optuna's analysis and
-the command for each family without runs."""
+the command for each study without runs."""
 
 import base64
 import os
@@ -52,11 +52,14 @@ def test_the_report_holds_the_job_s_own_table_a_link_per_run_and_the_missing_fam
     n = len(trials)
     assert f"trials: {n} finished" in page and f"best readable_acc so far over {n} trials" in page
     assert "<li>variant sgd (" in page  # Optuna's studies, named by their stratum
-    # families without runs say the command that makes them
-    for f in dashboards.FAMILIES:
+    # installed studies without runs say the command that makes them; the sweep's section its study's title
+    sections = dashboards.installed_sections()
+    assert {"xor", "inversion", "ct", "denoise", "adversarial", "deep_decoder", "prototypes", "thesis"} <= set(sections)
+    for f in sections.values():
         assert f'id="{f.key}"' in page
         if f.key != "inversion":
             assert f"run <code>{f.command}</code>" in page
+    assert f"<h2>{sections['inversion'].title}</h2>" in page.replace("&#x27;", "'")
     # self-contained: every image is an embedded PNG
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(imgs) >= 7 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
@@ -90,9 +93,13 @@ def test_bad_input_is_one_line_and_exit_2_and_creates_nothing(tmp_path):
     p = subprocess.run([*cmd, "--tracking-uri", uri, "--experiment", "reconlab-nope", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 2 and p.stderr.strip() == "error: key '--experiment' = 'reconlab-nope': no such experiment in the store"
+    p = subprocess.run([*cmd, "--tracking-uri", uri, "--experiment", "reconlab-xor", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 2 and p.stderr.strip() == ("error: key '--experiment' = 'reconlab-xor': the experiment "
+                                                      "holds no reconlab sweep run (tag reconlab.sweep)")
     assert not (tmp_path / "r").exists()
-    # an empty store still gives a report: every family says its command
+    # an empty store still gives a report: every installed study says its command
     p = subprocess.run([*cmd, "--tracking-uri", uri, "--out", str(tmp_path / "r")], capture_output=True, text=True,
                        timeout=120, env=env)
     assert p.returncode == 0 and p.stdout.startswith(f"report: {tmp_path / 'r' / 'index.html'}")
-    assert (tmp_path / "r" / "index.html").read_text().count('class="missing"') == len(dashboards.FAMILIES)
+    assert (tmp_path / "r" / "index.html").read_text().count('class="missing"') == len(dashboards.installed_sections())

@@ -213,10 +213,10 @@ def _spool_with_header(path, header, *lines):
 
 
 def test_a_spool_file_runs_no_code(sweep):
-    """A header naming an importable function (``os:system``) and an ``end``
-    line whose ``ref`` is a shell command: ``reconlab sync`` refuses the
-    header, runs nothing; a known renderer with a string ``ref`` skips the
-    line."""
+    """A header naming an importable function (``os:system``, as an older
+    spool named its renderer) and an ``end`` line whose ``ref`` is a shell
+    command: ``reconlab sync`` runs nothing (a spool names no code: it only
+    lists files) and skips the malformed line."""
     d, uri, c, exp, parent = sweep
     marker = d / "pwned"
     end = {"op": "end", "trial": "t", "status": "FINISHED", "reason": None, "ref": f"touch {marker}"}
@@ -225,14 +225,88 @@ def test_a_spool_file_runs_no_code(sweep):
     path = d / "tune" / "evil" / spool.SPOOL_FILE
     _spool_with_header(path, {**head, "artifacts": "os:system"}, start, end)
     p = reconlab("sync", str(path))
-    assert p.returncode == 2 and "unknown artifact renderer" in p.stderr, p.stderr
-    assert not marker.exists()
-    _spool_with_header(path, {**head, "artifacts": "inversion"}, start, end)
-    p = reconlab("sync", str(path))
     assert p.returncode == 0, p.stderr
     assert not marker.exists()
     (r,) = trial_runs(c, exp, parent).values()
     assert r.info.status == "RUNNING"  # the malformed end line was skipped, not applied
+
+
+def test_a_finished_trial_s_files_are_written_beside_the_spool_and_sync_uploads_them(sweep):
+    """``end`` renders a finished trial's files with the study's function (of
+    this process, never named on disk), writes them under ``trial_files/``
+    before the line that lists them, and a later ``reconlab sync`` (no study
+    code) uploads exactly those; a failed trial renders nothing."""
+    d, uri, c, exp, parent = sweep
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    seen = []
+
+    def files(ref):
+        seen.append(ref)
+        return {"grid.png": b"\x89PNG fake", "curves/loss.csv": f"lr,{ref['config']['lr']}\n".encode()}
+
+    s = spool.Spool(str(path), uri, exp, parent, "acc", files, deliver=False)
+    for t in ("a", "b"):
+        s.start(t, t, {"lr": 0.5}, "fn")
+    s.end("a", "FINISHED", None, {"config": {"lr": 0.5}})
+    s.end("b", "FAILED", "boom", {"config": {"lr": 0.5}})
+    s.close()
+    assert len(seen) == 1
+    lines = [op for op in spool.read_lines(str(path)) if op and op["op"] == "end"]
+    assert lines[0]["files"] == {"grid.png": "trial_files/a/grid.png", "curves/loss.csv": "trial_files/a/curves/loss.csv"}
+    assert "files" not in lines[1]
+    assert (path.parent / "trial_files" / "a" / "curves" / "loss.csv").read_bytes() == b"lr,0.5\n"
+    p = reconlab("sync", str(path))
+    assert p.returncode == 0, p.stderr
+    runs = trial_runs(c, exp, parent)
+    assert sorted(a.path for a in c.list_artifacts(runs["a"].info.run_id)) == ["curves", "grid.png"]
+    assert [a.path for a in c.list_artifacts(runs["a"].info.run_id, "curves")] == ["curves/loss.csv"]
+    assert not list(c.list_artifacts(runs["b"].info.run_id))
+    assert runs["b"].info.status == "FAILED"
+
+
+def test_a_renderer_that_fails_or_names_a_bad_file_holds_nothing_up(sweep):
+    d, uri, c, exp, parent = sweep
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    renders = iter([RuntimeError("checkpoint gone"), {"../escape.png": b"x"}])
+
+    def files(ref):
+        r = next(renders)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    s = spool.Spool(str(path), uri, exp, parent, "acc", files)
+    for t in ("a", "b"):
+        s.start(t, t, {}, "fn")
+        s.end(t, "FINISHED", None, {})
+    assert s.flush(60)
+    s.close()
+    assert [e.split(":")[0] for e in s.errors] == ["files of a", "files of b"]
+    assert not (d / "tune" / "escape.png").exists()
+    assert {r.info.status for r in trial_runs(c, exp, parent).values()} == {"FINISHED"}
+
+
+@pytest.mark.parametrize("target", ["trial_files/../../../mlflow.db", "trial_files/t/link.png", "elsewhere/x.png"])
+def test_an_end_line_cannot_upload_a_file_outside_the_storage_directory(sweep, target):
+    """A listed file must be a plain name under ``trial_files/`` (a ``..``
+    is refused when the line is read) and lie under the storage directory
+    once links are resolved (a link out is skipped and counted)."""
+    d, uri, c, exp, parent = sweep
+    secret = d.parent / f"{d.name}-secret.txt"
+    secret.write_text("not yours")
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    (path.parent / "trial_files" / "t").mkdir(parents=True)
+    os.symlink(secret, path.parent / "trial_files" / "t" / "link.png")
+    head = {"op": "header", "uri": uri, "exp_id": exp, "parent": parent, "step_key": "acc"}
+    start = {"op": "start", "trial": "t", "name": "t", "trainable": "fn", "params": {}}
+    end = {"op": "end", "trial": "t", "status": "FINISHED", "reason": None, "ref": {}, "files": {"x.png": target}}
+    _spool_with_header(path, head, start, end)
+    p = reconlab("sync", str(path))
+    assert p.returncode == 0, p.stderr
+    (r,) = trial_runs(c, exp, parent).values()
+    assert not list(c.list_artifacts(r.info.run_id))
+    # a line that names a path badly is not applied at all; a link out is applied without its file
+    assert r.info.status == ("FINISHED" if target.endswith("link.png") else "RUNNING")
 
 
 def test_sync_delivers_to_the_store_the_user_names_never_the_one_a_spool_names(sweep):

@@ -45,27 +45,24 @@ def test_good_spec_binds_and_smoke_overrides(tmp_path):
 
 
 def test_shipped_search_spaces_validate(repo):
-    from reconlab.sweep import (adversarial_trial, ct_trial, deep_decoder_trial, denoise_trial, inversion_trial,
-                                prototypes_trial, thesis_trial, xor_trial)
+    """Every YAML in search_spaces/ binds to the installed study its name
+    starts with, full and smoke, and each study's default search space is one
+    of them (the studies come from the entry points, as the engine finds them)."""
+    from reconlab.sweep.study import installed
 
-    families = {"inversion": (inversion_trial.InversionTrialConfig, inversion_trial.METRICS),
-                "xor": (xor_trial.XorTrialConfig, xor_trial.METRICS),
-                "deep_decoder": (deep_decoder_trial.DeepDecoderTrialConfig, deep_decoder_trial.METRICS),
-                "ct": (ct_trial.CTTrialConfig, ct_trial.METRICS),
-                "denoise": (denoise_trial.DenoiseTrialConfig, denoise_trial.METRICS),
-                "adversarial": (adversarial_trial.AdversarialTrialConfig, adversarial_trial.METRICS),
-                "prototypes": (prototypes_trial.PrototypeTrialConfig, prototypes_trial.METRICS),
-                "thesis": (thesis_trial.ThesisTrialConfig, thesis_trial.METRICS)}
+    studies = installed()
+    assert {"inversion", "xor", "deep_decoder", "ct", "denoise", "adversarial", "prototypes", "thesis"} <= set(studies)
     d = os.path.join(repo, "search_spaces")
     files = sorted(os.listdir(d))
     assert {"inversion.yaml", "xor.yaml", "xor_moonshot.yaml", "deep_decoder.yaml",
             "deep_decoder_compression.yaml", "deep_decoder_paper.yaml", "ct.yaml", "ct_phantoms.yaml", "denoise.yaml",
             "adversarial.yaml", "prototypes.yaml", "thesis.yaml"} <= set(files)
+    for st in studies.values():
+        assert os.path.samefile(os.path.dirname(st.search_space), d), st.search_space
     for f in files:
-        family = max((k for k in families if f.startswith(k)), key=len)
-        cls, metrics = families[family]
+        st = studies[max((k for k in studies if f.startswith(k)), key=len)]
         for smoke in (False, True):
-            s = load_spec(os.path.join(d, f), cls, metrics=metrics, smoke=smoke)
+            s = load_spec(os.path.join(d, f), st.config, metrics=st.metrics, smoke=smoke)
             assert s.total_samples() >= 1
 
 

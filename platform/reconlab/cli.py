@@ -1,71 +1,65 @@
-"""Shared command-line contract of every job (DESIGN.md) and exit codes:
-0 done, 2 bad input (one line, before Ray starts), 1 runtime failure."""
+"""The ``reconlab`` console script: ``studies`` lists the installed studies,
+``run`` runs one by name, ``sync`` delivers spooled tracking writes. Exit
+codes as every job's: 0 done, 2 bad input (one line), 1 a runtime failure."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-import traceback
-from typing import Callable
 
-from reconlab.errors import InputError
+from reconlab.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, InputError, OneLineParser, run_job
+from reconlab.sweep.study import job_parser  # noqa: F401  (the shared flags; re-exported for older jobs)
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse exits 2 already; make it one line
-        raise InputError(f"{self.prog}: {message}")
-
-
-def job_parser(prog: str, description: str, default_space: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description=description, allow_abbrev=False)
-    p.add_argument("--smoke-test", action="store_true", help="tiny, fast version of the whole job")
-    p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else SQLite in the storage dir)")
-    p.add_argument("--experiment", help="MLflow experiment name")
-    p.add_argument("--storage-path", help="directory for Ray results and the default MLflow store")
-    p.add_argument("--num-samples", type=int, help="trials (per stratum), overriding the search space")
-    p.add_argument("--search-space", default=default_space, help="YAML search space")
-    p.add_argument("--data-root", help="directory with real datasets (e.g. MNIST IDX files)")
-    p.add_argument("--resume", action="store_true", help="continue the last sweep of this name")
-    p.add_argument("--max-concurrent-trials", type=int,
-                   help="trials at once (default: what fits the cluster now; set it on an autoscaling cluster, "
-                        "whose size now is not its limit)")
-    p.add_argument("--max-failures", type=int, default=3,
-                   help="retries of a failed trial, each from its last checkpoint (default 3)")
-    return p
-
-
-def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call ``main`` and map errors onto the exit-code contract."""
-    try:
-        return main(argv)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        return EXIT_FAILURE
+USAGE = """usage:
+  reconlab studies                      the installed studies: name, title, the command that reproduces each
+  reconlab run STUDY [FLAGS ...]        run an installed study (the same flags as its job; --help lists them)
+  reconlab sync [DIR|SPOOL ...]         deliver what a sweep spooled while MLflow was away
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``reconlab`` console script: lists the jobs; ``reconlab sync`` delivers
-    spooled tracking writes."""
+    """``reconlab`` console script: ``studies``, ``run``, ``sync``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["sync"]:
         return run_job(sync, args[1:])
-    print("reconlab jobs (see README):\n"
-          "  python jobs/inversion_sweep.py [--smoke-test] ...   network inversion of classifiers (the main job)\n"
-          "  python jobs/xor_decryption.py [--smoke-test] ...    XOR decryption with a U-Net (Table I)\n"
-          "  python jobs/deep_decoder_sweep.py [--smoke-test] ... deep decoder and deep image prior fits\n"
-          "  python jobs/ct_case_study.py [--smoke-test] ...      the CT case study on ASTRA\n"
-          "  python jobs/denoise_sweep.py [--smoke-test] ...      Noise2Noise denoisers, noisy vs clean targets, a PGD defence\n"
-          "  python jobs/adversarial_sweep.py [--smoke-test] ...  noise, FGSM, one-pixel (DE) on a classifier; DAG, PGD on denoisers\n"
-          "reconlab sync [DIR|SPOOL ...]                         deliver what a sweep spooled while MLflow was away")
-    return 0
+    if args[:1] == ["studies"]:
+        return run_job(studies, args[1:])
+    if args[:1] == ["run"]:
+        return run(args[1:])
+    print(USAGE, end="")
+    return EXIT_OK if not args or args[0] in ("-h", "--help") else EXIT_BAD_INPUT
+
+
+def studies(argv: list[str]) -> int:
+    """List the installed studies (entry points ``reconlab.studies``)."""
+    from reconlab.sweep.study import installed
+
+    OneLineParser(prog="reconlab studies", description=studies.__doc__, allow_abbrev=False).parse_args(argv)
+    found = installed()
+    width = max((len(n) for n in found), default=0)
+    for name, st in found.items():
+        print(f"{name:<{width}}  {st.title}\n{'':<{width}}  research: {st.research}\n{'':<{width}}  run: {st.command}")
+    if not found:
+        print("no studies installed (entry-point group reconlab.studies)")
+    return EXIT_OK
+
+
+def run(argv: list[str]) -> int:
+    """``reconlab run STUDY ...``: an installed study by name, as its job runs it."""
+    from reconlab.sweep.study import installed, run_study
+
+    if not argv or argv[0].startswith("-"):
+        print("error: reconlab run: name a study (`reconlab studies` lists them)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        found = installed()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if argv[0] not in found:
+        print(f"error: key 'study' = {argv[0]!r}: not installed (installed: {', '.join(found) or 'none'})",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_study(found[argv[0]], argv[1:], prog=f"reconlab run {argv[0]}")
 
 
 def sync(argv: list[str]) -> int:
@@ -79,7 +73,7 @@ def sync(argv: list[str]) -> int:
 
     from reconlab import spool, tracking
 
-    p = _Parser(prog="reconlab sync", description=sync.__doc__, allow_abbrev=False)
+    p = OneLineParser(prog="reconlab sync", description=sync.__doc__, allow_abbrev=False)
     p.add_argument("paths", nargs="*", help="spool files, Tune experiment dirs or storage dirs")
     p.add_argument("--tracking-uri", help="the store to deliver to (default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///<storage dir>/mlflow.db of each spool)")

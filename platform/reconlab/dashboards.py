@@ -1,8 +1,15 @@
 """The report researchers look at: one self-contained HTML page rebuilt from
 the MLflow runs that exist (``python dashboards/build_report.py``).
 
-A section per family, in the order of the seeds. For each sweep found (the
-latest parent run of each sweep name in the family's experiments):
+A section per study. Studies are found from what the runs record: every
+sweep run carries its study's name, title, the research it reproduces and
+the command that reproduces it (``reconlab.study*`` tags), so a sweep logged
+under any experiment name is reported, and a study this installation has
+never heard of (a user's) gets a section from its logged tables and
+figures. The installed studies (``reconlab.studies`` entry points) come
+first, in their order, each saying its command when the store holds no run
+of it. For each sweep found (the latest parent run of each sweep name in
+each experiment):
 
 - the job's own tables and notes, exactly as the job logged them on the
   sweep's parent run (``<table>.md``: the papers' numbers sit in them beside
@@ -14,8 +21,7 @@ latest parent run of each sweep name in the family's experiments):
 - per Optuna study of the sweep (``optuna.db`` in its Tune directory, when
   that lies on this machine): Optuna's parameter importances.
 
-A family without runs says the command that makes them. Links point at the
-MLflow UI (``--ui``, default ``make ui``'s address).
+Links point at the MLflow UI (``--ui``, default ``make ui``'s address).
 """
 
 from __future__ import annotations
@@ -38,36 +44,42 @@ MAX_GALLERY = 12
 
 
 @dataclasses.dataclass(frozen=True)
-class Family:
+class Section:
+    """One study's section: what the sweep runs (or the installed study) say of it."""
+
     key: str
     title: str
-    seed: str
+    research: str
     command: str
 
 
-FAMILIES = [
-    Family("xor", "XOR decryption with a U-Net (Table I)", "Hauptmann & Adler: a U-Net inverting AES-CTR XOR "
-           "encryption of images", "python jobs/xor_decryption.py --num-samples 1"),
-    Family("inversion", "Network inversion of the thesis's classifiers", "the thesis, chapters 2-3: inverting "
-           "SGD-, Adam- and FGSM-trained classifiers", "make run"),
-    Family("ct", "The CT case study on ASTRA", "the thesis, chapter 5: SIRT alternating with network inversion",
-           "python jobs/ct_case_study.py"),
-    Family("denoise", "Noise2Noise denoisers", "the adversarial-denoising report and Lehtinen et al. 2018",
-           "python jobs/denoise_sweep.py"),
-    Family("adversarial", "Attacks on classifiers and denoisers", "the adversarial-denoising report: noise, FGSM, "
-           "one-pixel, DAG; and PGD", "python jobs/adversarial_sweep.py --denoisers-from reconlab-denoise"),
-    Family("deep-decoder", "Untrained networks: deep decoder and deep image prior", "Heckel & Hand; Ulyanov et al.",
-           "python jobs/deep_decoder_sweep.py"),
-    Family("prototypes", "Prototype heads: hyperspherical and hyperbolic (Tables 4.1/4.2)", "the thesis, chapter 4: "
-           "Mettes et al.; Ghadimi Atigh et al.", "python jobs/prototype_sweep.py"),
-    Family("thesis", "The thesis's classifiers, compared paired", "the thesis, chapters 2-4: SGD vs Adam vs FGSM, "
-           "plain vs BatchNorm CNN, softmax vs prototype heads, over classifier seeds", "python jobs/thesis_comparison.py"),
-]
+def section_of(parent, experiment: str, known: dict) -> Section:
+    """The study a sweep run belongs to, from its tags. A sweep logged before
+    runs recorded their study has none: one in an experiment named as the
+    jobs named theirs then (``reconlab-<study>[-smoke]``) belongs to that
+    installed study; any other gets a section of its experiment."""
+    from reconlab.sweep import study as st
+
+    tags = parent.data.tags
+    key = tags.get(st.TAG_STUDY)
+    if key is None:
+        legacy = experiment.removesuffix("-smoke").removeprefix("reconlab-").replace("-", "_")
+        key = legacy if experiment.startswith("reconlab-") and legacy in known else f"experiment-{experiment}"
+    if key in known and st.TAG_TITLE not in tags:
+        return known[key]
+    return Section(key, tags.get(st.TAG_TITLE, f"Sweeps in experiment {experiment}"), tags.get(st.TAG_RESEARCH, ""),
+                   tags.get(st.TAG_COMMAND, ""))
 
 
-def family_of(experiment: str) -> str | None:
-    name = experiment.removesuffix("-smoke")
-    return name.removeprefix("reconlab-") if name.startswith("reconlab-") else None
+def installed_sections() -> dict[str, Section]:
+    """The installed studies' sections, in entry-point order."""
+    from reconlab.sweep.study import installed
+
+    return {k: Section(k, s.title, s.research, s.command) for k, s in installed(strict=False).items()}
+
+
+def holds_sweep(c, exp_id: str) -> bool:
+    return bool(c.search_runs([exp_id], f"tags.`{tracking.TAG_SWEEP}` != ''", max_results=1))
 
 
 # --------------------------------------------------------------------------- reading MLflow
@@ -329,25 +341,31 @@ nav a{margin-right:1em}"""
 
 def build(c, uri: str, experiments: list | None = None, *, ui: str = UI,
           docs: str = "docs/results.md in the reconlab repository") -> str:
-    """The report's HTML from the store ``uri`` behind client ``c``: every family's
-    section, in ``experiments`` (names) or in all reconlab experiments."""
+    """The report's HTML from the store ``uri`` behind client ``c``: every
+    study's section, from the sweeps in ``experiments`` (names), or in every
+    experiment. Without ``experiments``, each installed study without runs
+    says its command."""
+    known = installed_sections()
     found = {e.name: e for e in c.search_experiments(max_results=1000)}
-    names = experiments or sorted(n for n in found if family_of(n))
-    by_family: dict[str, list[Sweep]] = {}
-    for n in names:
-        if n in found and family_of(n):
-            by_family.setdefault(family_of(n), []).extend(load_sweeps(c, found[n]))
+    sections: dict[str, Section] = {} if experiments else dict(known)
+    by_study: dict[str, list[Sweep]] = {}
+    for n in experiments or sorted(found):
+        for sw in load_sweeps(c, found[n]):
+            sec = section_of(sw.parent, n, known)
+            sections.setdefault(sec.key, sec)
+            by_study.setdefault(sec.key, []).append(sw)
     body = [f"<h1>reconlab report</h1><p class=\"meta\">built {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}"
             f" from {html.escape(tracking.redact(uri))}; method and every figure's command: "
             + (f"<a href=\"{html.escape(docs)}\">docs/results.md</a>" if "://" in docs else html.escape(docs))
             + "</p><nav>"
-            + "".join(f'<a href="#{f.key}">{html.escape(f.title)}</a>' for f in FAMILIES) + "</nav>"]
-    for f in FAMILIES:
-        body.append(f'<section id="{f.key}"><h2>{html.escape(f.title)}</h2><p class="meta">seed: '
-                    f'{html.escape(f.seed)}</p>')
-        sweeps = by_family.get(f.key, [])
+            + "".join(f'<a href="#{html.escape(f.key)}">{html.escape(f.title)}</a>' for f in sections.values())
+            + "</nav>"]
+    for f in sections.values():
+        body.append(f'<section id="{html.escape(f.key)}"><h2>{html.escape(f.title)}</h2>'
+                    + (f'<p class="meta">research: {html.escape(f.research)}</p>' if f.research else ""))
+        sweeps = by_study.get(f.key, [])
         if not sweeps:
-            body.append(f'<p class="missing">No runs of this family in the store yet: run '
+            body.append(f'<p class="missing">No runs of this study in the store yet: run '
                         f'<code>{html.escape(f.command)}</code>.</p>')
         body += [sweep_html(s, ui) for s in sweeps]
         body.append("</section>")
@@ -373,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="build_report.py", description="Build the reconlab HTML report from MLflow.")
     ap.add_argument("--experiment", action="append", metavar="NAME",
-                    help="an MLflow experiment to report (repeatable; default: every reconlab-* experiment)")
+                    help="an MLflow experiment to report (repeatable; default: every experiment with a sweep)")
     ap.add_argument("--tracking-uri", help="the MLflow store (default: MLFLOW_TRACKING_URI, else the storage "
                                            "directory's mlflow.db)")
     ap.add_argument("--storage-path", help="the jobs' storage directory (default: ./reconlab_results)")
@@ -389,12 +407,13 @@ def main(argv: list[str] | None = None) -> int:
                          value=tracking.redact(uri) if args.tracking_uri else storage_dir)
     tracking.check_tracking_uri(uri)
     c = tracking.client(uri)
-    known = {e.name for e in c.search_experiments(max_results=1000)}
+    known = {e.name: e.experiment_id for e in c.search_experiments(max_results=1000)}
     for name in args.experiment or []:
         if name not in known:
             raise InputError("no such experiment in the store", key="--experiment", value=name)
-        if family_of(name) is None:
-            raise InputError("not a reconlab experiment (reconlab-<family>[-smoke])", key="--experiment", value=name)
+        if not holds_sweep(c, known[name]):
+            raise InputError("the experiment holds no reconlab sweep run (tag reconlab.sweep)", key="--experiment",
+                             value=name)
     out = os.path.join(args.out or os.path.join(storage_dir, "report"), "index.html")
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs",
                         "results.md")

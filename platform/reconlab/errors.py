@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import reprlib
+import sys
+import traceback
+from typing import Callable
 
 _UNSET = object()
 
@@ -59,3 +63,26 @@ class ConfigError(InputError):
 
 class DataError(InputError):
     """A dataset file is missing, truncated or malformed."""
+
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2  # done; a runtime failure; bad input (one line, before Ray)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 already; make it one line
+        raise InputError(f"{self.prog}: {message}")
+
+
+def run_job(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call ``main`` and map errors onto the exit-code contract."""
+    try:
+        return main(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return EXIT_FAILURE

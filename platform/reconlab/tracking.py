@@ -411,13 +411,14 @@ def train_report_callback(uri: str, run_id: str, step_key: str = "epoch"):
     return _MlflowTrainReport()
 
 
+ROSTER_KEY = "roster_model"  # a roster fit's report: which model it is about
+
+
 def roster_report_callback(uri: str, run_ids: dict[str, str], step_key: str = "epoch"):
     """``train_report_callback`` for a Ray Train run that trains several models
     one after another (``training.classifier.train_roster_per_worker``):
     each report goes to the run of the model it names."""
     from ray.train import UserCallback
-
-    from reconlab.training.classifier import ROSTER_KEY
 
     class _MlflowRosterReport(UserCallback):
         def __init__(self):

@@ -159,22 +159,27 @@ def train_flags(p: argparse.ArgumentParser, per: str = "classifier", retrain: bo
     p.add_argument("--num-workers", type=int, help=f"Ray Train workers per {per} (overrides the YAML)")
 
 
-def installed() -> dict[str, Study]:
+def installed(strict: bool = True) -> dict[str, Study]:
     """Every study installed in this environment (entry-point group
-    ``reconlab.studies``), by name. A broken entry point is an error naming
-    it, not a silent gap."""
+    ``reconlab.studies``), by name, in entry-point order. An entry point that
+    does not load, or is not a Study, is an ``InputError`` naming it
+    (``strict``), else a warning line and a study left out."""
     from importlib.metadata import entry_points
+
+    from reconlab.errors import InputError
 
     out: dict[str, Study] = {}
     for ep in entry_points(group=ENTRY_POINTS):
         try:
             study = ep.load()
+            if not isinstance(study, Study):
+                raise TypeError(f"a {type(study).__name__}, not a reconlab Study")
         except Exception as e:
-            raise RuntimeError(f"entry point {ENTRY_POINTS}:{ep.name} = {ep.value} does not load: "
-                               f"{type(e).__name__}: {e}") from e
-        if not isinstance(study, Study):
-            raise RuntimeError(f"entry point {ENTRY_POINTS}:{ep.name} = {ep.value} is a {type(study).__name__}, "
-                               "not a reconlab Study")
+            msg = f"does not load a study: {type(e).__name__}: {e}"
+            if strict:
+                raise InputError(msg, key=f"entry point {ENTRY_POINTS}:{ep.name}", value=ep.value) from None
+            print(f"[reconlab] entry point {ENTRY_POINTS}:{ep.name} = {ep.value} {msg}; left out", file=sys.stderr)
+            continue
         out[study.name] = study
     return out
 
@@ -182,11 +187,30 @@ def installed() -> dict[str, Study]:
 # ------------------------------------------------------------------ the engine
 
 
-def parser(study: Study, prog: str | None = None) -> argparse.ArgumentParser:
-    """The shared flags (``cli.job_parser``) and the study's own."""
-    import os
+def job_parser(prog: str, description: str, default_space: str) -> argparse.ArgumentParser:
+    """The flags every job shares (DESIGN.md's contract), defined once."""
+    from reconlab.errors import OneLineParser
 
-    from reconlab.cli import job_parser
+    p = OneLineParser(prog=prog, description=description, allow_abbrev=False)
+    p.add_argument("--smoke-test", action="store_true", help="tiny, fast version of the whole job")
+    p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else SQLite in the storage dir)")
+    p.add_argument("--experiment", help="MLflow experiment name (default: reconlab-<study>[-smoke])")
+    p.add_argument("--storage-path", help="directory for Ray results and the default MLflow store")
+    p.add_argument("--num-samples", type=int, help="trials (per stratum), overriding the search space")
+    p.add_argument("--search-space", default=default_space, help="YAML search space")
+    p.add_argument("--data-root", help="directory with real datasets (e.g. MNIST IDX files)")
+    p.add_argument("--resume", action="store_true", help="continue the last sweep of this name")
+    p.add_argument("--max-concurrent-trials", type=int,
+                   help="trials at once (default: what fits the cluster now; set it on an autoscaling cluster, "
+                        "whose size now is not its limit)")
+    p.add_argument("--max-failures", type=int, default=3,
+                   help="retries of a failed trial, each from its last checkpoint (default 3)")
+    return p
+
+
+def parser(study: Study, prog: str | None = None) -> argparse.ArgumentParser:
+    """The shared flags (``job_parser``) and the study's own."""
+    import os
 
     p = job_parser(prog or os.path.basename(sys.argv[0] or study.name), study.description or study.title,
                    os.path.normpath(study.search_space))
@@ -199,7 +223,7 @@ def run_study(study: Study, argv: list[str] | None = None, prog: str | None = No
     """A job's whole life with the exit-code contract: 0 done, 2 bad input
     (one line, before Ray starts), 1 a runtime failure or writes the store
     has not taken yet (``reconlab sync`` finishes them)."""
-    from reconlab.cli import run_job
+    from reconlab.errors import run_job
 
     return run_job(lambda a: _run(study, a, prog), argv)
 

@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from reconlab.tracking import ROSTER_KEY  # a roster fit's report: which model it is about
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
@@ -270,7 +272,6 @@ def train_loop_per_worker(config: dict) -> None:
               config.get("vae_models"))
 
 
-ROSTER_KEY = "roster_model"  # a roster fit's report: which model it is about
 
 
 def train_roster_per_worker(config: dict) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import time
 
 from reconlab import tracking
-from reconlab.cli import job_parser
 from reconlab.errors import InputError
+from reconlab.studies.adversarial.trial import METRICS, AdversarialTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "adversarial.yaml")
 # The report's numbers (REFERENCES.md §3; MNIST, its classifier): accuracy at each point, or the drop
@@ -26,20 +26,17 @@ REPORT_DAG = {"gaussian": "29.3 % of ratios in [0.95, 1.05], mean ratio 1.10-1.1
               "impulse_n2n": "the most vulnerable, mean ratio 1.275-1.325"}
 
 
-def parse(argv):
-    p = job_parser("adversarial_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
-    p.add_argument("--retrain", action="store_true", help="train the models even if logged ones exist")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per model (overrides the YAML)")
+def flags(p) -> None:
+    train_flags(p, per="model")
     p.add_argument("--denoisers-from", metavar="EXPERIMENT",
                    help="attack the denoisers the latest denoise sweep in this MLflow experiment (same store) trained: "
                         "per noise model its best undefended noisy-target trial with the noise's own loss "
                         "(default: train them here)")
-    return p.parse_args(argv)
 
 
 def points_of(spec) -> list:
     """Every point of the sweep, parsed; a bad one is an InputError naming it."""
-    from reconlab.studies.adversarial.trial import AdversarialTrialConfig, parse_point
+    from reconlab.studies.adversarial.trial import parse_point
 
     if "point" in spec.search:
         if spec.search["point"]["type"] != "choice":
@@ -99,78 +96,70 @@ def denoiser_spec(noise: str, smoke: bool):
     return spec
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
+def check(job) -> None:
+    """The points, the classifier's data, and the denoisers to attack (their
+    'natural' patches; on --denoisers-from, the denoise sweep's models), before
+    Ray starts. ``job.data`` stays the classifier's dataset."""
     from reconlab.data import load_dataset
-    from reconlab.studies.adversarial.trial import DENOISER_ATTACKS, METRICS, AdversarialTrialConfig
-    from reconlab.sweep.runner import prepare
-    from reconlab.sweep.spec import load_spec
+    from reconlab.studies.adversarial.trial import DENOISER_ATTACKS
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, AdversarialTrialConfig,
-                                                     smoke=args.smoke_test, metrics=METRICS))
-    points = points_of(spec)
-    ds = load_dataset(spec.dataset, args.data_root)
-    check_data(ds, spec)
+    points = points_of(job.spec)
+    ds = job.load_data()
+    check_data(ds, job.spec)
     denoisers = sorted({p.denoiser for _, p in points if p.attack in DENOISER_ATTACKS})
-    den_ds = load_dataset("natural") if denoisers else None
-    reused = {}
-    if args.denoisers_from and denoisers:
+    job.out["noises"], job.out["denoise_data"] = denoisers, load_dataset("natural") if denoisers else None
+    job.out["reused"] = {}
+    if job.args.denoisers_from and denoisers:
+        uri = job.uri
         if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):  # never create a store here
             raise InputError(f"no MLflow store at {tracking.redact(uri)} to take denoisers from",
-                             key="--denoisers-from", value=args.denoisers_from)
-        reused = denoisers_from_sweep(tracking.client(uri), args.denoisers_from, denoisers)
-    experiment = args.experiment or ("reconlab-adversarial-smoke" if args.smoke_test else "reconlab-adversarial")
+                             key="--denoisers-from", value=job.args.denoisers_from)
+        job.out["reused"] = denoisers_from_sweep(tracking.client(uri), job.args.denoisers_from, denoisers)
 
-    from reconlab.sweep.runner import print_ui_hint, sweep_job
 
-    def setup(c, exp_id):
-        import ray
-        from ray import tune
+def setup(job):
+    """The report's classifier and the denoisers (trained once with Ray Train,
+    reused from the store, or taken from --denoisers-from), and what every
+    trial shares."""
+    import ray
+    from ray import tune
 
-        from reconlab.studies.adversarial.trial import CLASSIFIER, tune_trainable
-        from reconlab.training.classifier import VARIANTS
-        from reconlab.training.logged import ensure_model
-        from reconlab.training.n2n import fit_n2n
+    from reconlab.studies.adversarial.trial import CLASSIFIER, tune_trainable
+    from reconlab.training.classifier import VARIANTS
+    from reconlab.training.logged import ensure_model
+    from reconlab.training.n2n import fit_n2n
 
-        cpus = max(1, min(2, int(ray.cluster_resources().get("CPU", 1))))
-        tspec = VARIANTS["report"]
-        if spec.train.epochs is not None:  # the classifier's epochs (the report's 5 are over 60k MNIST images)
-            tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-        models = [(CLASSIFIER, "report", tspec, "classifier", None, ds)]
-        models += [(f"denoiser:{n}", n, denoiser_spec(n, args.smoke_test), "n2n",
-                    functools.partial(fit_n2n, cpus_per_worker=cpus), den_ds) for n in denoisers]
-        shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {},
-                  "denoise_x": den_ds.x_test if den_ds is not None else None,
-                  "threads": max(1, int(spec.resources_per_trial.cpu))}
-        params = {"dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test}
-        for key, variant, mspec, family, fit, data in models:
-            if family == "n2n" and variant in reused:
-                meta, state, run_id = reused[variant]
-                tracking.announce(f"attacking the '{variant}' denoiser of {args.denoisers_from}: "
-                                  f"runs:/{run_id}/model")
-                shared["models"][key], shared["digests"][key] = (meta, state), f"run-{run_id}"
-                params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
-                continue
-            meta, state, run_id = ensure_model(
-                c, exp_id, variant, mspec, dataset=data, data_root=args.data_root if data is ds else None, uri=uri,
-                storage_dir=storage_dir, num_workers=args.num_workers or spec.train.num_workers,
-                retrain=args.retrain, log=tracking.announce, family=family, fit=fit)
-            shared["models"][key], shared["digests"][key] = (meta, state), mspec.digest()
+    spec, ds, args = job.spec, job.data, job.args
+    den_ds, reused = job.out["denoise_data"], job.out["reused"]
+    cpus = max(1, min(2, int(ray.cluster_resources().get("CPU", 1))))
+    tspec = VARIANTS["report"]
+    if spec.train.epochs is not None:  # the classifier's epochs (the report's 5 are over 60k MNIST images)
+        tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
+    models = [(CLASSIFIER, "report", tspec, "classifier", None, ds)]
+    models += [(f"denoiser:{n}", n, denoiser_spec(n, job.smoke), "n2n",
+                functools.partial(fit_n2n, cpus_per_worker=cpus), den_ds) for n in job.out["noises"]]
+    shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {},
+              "denoise_x": den_ds.x_test if den_ds is not None else None, "threads": job.threads}
+    params = {}
+    for key, variant, mspec, family, fit, data in models:
+        if family == "n2n" and variant in reused:
+            meta, state, run_id = reused[variant]
+            tracking.announce(f"attacking the '{variant}' denoiser of {args.denoisers_from}: runs:/{run_id}/model")
+            shared["models"][key], shared["digests"][key] = (meta, state), f"run-{run_id}"
             params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
-        return tune.with_parameters(tune_trainable, shared=shared), params
+            continue
+        meta, state, run_id = ensure_model(
+            job.client, job.exp_id, variant, mspec, dataset=data, data_root=args.data_root if data is ds else None,
+            uri=job.uri, storage_dir=job.storage_dir, num_workers=args.num_workers or spec.train.num_workers,
+            retrain=args.retrain, log=tracking.announce, family=family, fit=fit)
+        shared["models"][key], shared["digests"][key] = (meta, state), mspec.digest()
+        params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
+    return tune.with_parameters(tune_trainable, shared=shared), params
 
-    out = {}
 
-    def finish(grid, parent):
-        out.update(analyse(grid, spec))
-        finish_parent(parent, out, grid)
-
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=1, artifacts="adversarial", finish=finish)
-    print_report(out, ds, len(grid), uri, experiment, time.time() - t_start)
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+def finish(job, grid, parent) -> None:
+    job.out.update(analyse(grid, job.spec))
+    finish_parent(parent, job.out)
 
 
 def best_per_point(grid, spec) -> dict:
@@ -358,7 +347,7 @@ def _png(fig) -> bytes:
     return figure_png(fig)
 
 
-def finish_parent(parent, out: dict, grid) -> None:
+def finish_parent(parent, out: dict) -> None:
     from reconlab.studies.adversarial.trial import files_of, parse_point
     from reconlab.sweep.runner import log_table
 
@@ -374,13 +363,12 @@ def finish_parent(parent, out: dict, grid) -> None:
         if parse_point(t).attack in ("dag", "pgd"):
             for f, data in files_of(res).items():
                 parent.log_bytes(data, f"{t.replace(' ', '_')}/{f}")
-    parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
-    parent.set_terminated("FINISHED")
 
 
-def print_report(out: dict, ds, n_trials: int, uri: str, experiment: str, seconds: float) -> None:
+def summary(job, grid) -> None:
     from reconlab.sweep.runner import markdown_table
 
+    out, ds = job.out, job.data
     if out["curves"]:
         print(f"\nThe report's classifier on '{ds.name}' ({len(ds.x_test)} test images):\n")
         print(markdown_table(out["curves"], CURVE_COLUMNS))
@@ -390,4 +378,11 @@ def print_report(out: dict, ds, n_trials: int, uri: str, experiment: str, second
     print()
     for line in out["findings"]:
         print(f"- {line}")
-    print(f"\n{n_trials} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {tracking.redact(uri)}")
+
+
+STUDY = Study(
+    name="adversarial", title="Attacks on classifiers and denoisers",
+    research="the adversarial-denoising report: noise, FGSM, one-pixel, DAG; and PGD",
+    command="python jobs/adversarial_sweep.py --denoisers-from reconlab-denoise", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=AdversarialTrialConfig, metrics=METRICS,
+    flags=flags, check=check, setup=setup, finish=finish, summary=summary, trial_files=artifacts_of, max_t=1)

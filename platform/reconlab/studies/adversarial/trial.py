@@ -285,7 +285,7 @@ def files_of(result: dict) -> dict[str, bytes]:
 
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
-    """The sweep's artifacts hook (``spool.RENDERERS['adversarial']``)."""
+    """The study's ``trial_files`` hook."""
     from ray.train import Checkpoint
 
     if not ref.get("checkpoint"):

@@ -283,7 +283,7 @@ def files_of(result: dict, method: str) -> dict[str, bytes]:
 
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
-    """The sweep's artifacts hook (``spool.RENDERERS['ct']``)."""
+    """The study's ``trial_files`` hook."""
     from ray.train import Checkpoint
 
     if not ref.get("checkpoint"):

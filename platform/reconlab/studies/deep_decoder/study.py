@@ -7,10 +7,9 @@ fits) the compression table against wavelet thresholding and JPEG."""
 from __future__ import annotations
 
 import os
-import time
 
-from reconlab import tracking
-from reconlab.cli import job_parser
+from reconlab.studies.deep_decoder.trial import METRICS, DeepDecoderTrialConfig, artifacts_of
+from reconlab.sweep.study import Study
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "deep_decoder.yaml")
 
@@ -27,46 +26,26 @@ STOP_GOAL_DB = 1.0  # the issue's figure: the no-reference rule within 1 dB of t
 BYTES_PER_WEIGHT = 4  # the decoder's code: its weights as float32
 
 
-def parse(argv):
-    return job_parser("deep_decoder_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE)).parse_args(argv)
+def setup(job):
+    """What every trial shares: its torch threads."""
+    from ray import tune
+
+    from reconlab.studies.deep_decoder.trial import tune_trainable
+
+    return tune.with_parameters(tune_trainable, shared={"threads": job.threads}), {}
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    from reconlab.studies.deep_decoder.trial import METRICS, DeepDecoderTrialConfig
-    from reconlab.sweep.runner import prepare
-    from reconlab.sweep.spec import load_spec
+def finish(job, grid, parent) -> None:
+    """The per-image table, the compression table and the findings on the sweep run."""
+    out = job.out
+    out["rows"], out["compression"] = summarize(grid, job.spec), compression_rows(grid)
+    out["findings"] = findings(grid)
+    finish_parent(parent, out)
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, DeepDecoderTrialConfig,
-                                                     smoke=args.smoke_test, metrics=METRICS))
-    experiment = args.experiment or ("reconlab-deep-decoder-smoke" if args.smoke_test else "reconlab-deep-decoder")
 
-    from reconlab.sweep.runner import print_ui_hint, sweep_job
-
-    def setup(c, exp_id):
-        from ray import tune
-
-        from reconlab.studies.deep_decoder.trial import tune_trainable
-
-        shared = {"threads": max(1, int(spec.resources_per_trial.cpu))}
-        return tune.with_parameters(tune_trainable, shared=shared), {"smoke_test": args.smoke_test}
-
-    out = {}
-
-    def finish(grid, parent):
-        out["rows"], out["compression"] = summarize(grid, spec), compression_rows(grid)
-        out["findings"] = findings(grid)
-        finish_parent(parent, out, grid)
-
-    every = spec.fixed.get("report_every", DeepDecoderTrialConfig.report_every)
-    iters = (spec.search["iterations"]["high"] if "iterations" in spec.search
-             else spec.fixed.get("iterations", DeepDecoderTrialConfig.iterations))
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=-(-iters // every), artifacts="deep_decoder", finish=finish)
-    print_report(out, spec, len(grid), uri, experiment, time.time() - t_start)
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+def max_t(job) -> int:
+    """Reports of the longest trial: one per ``report_every`` iterations."""
+    return job.reports("iterations")
 
 
 def _finished(grid):
@@ -75,7 +54,6 @@ def _finished(grid):
 
 def summarize(grid, spec) -> list[dict]:
     """Per (image, method, sigma): the best trial by the sweep's metric."""
-    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig
     from reconlab.sweep.runner import best_result
 
     groups: dict[tuple, list] = {}
@@ -131,7 +109,7 @@ def compression_rows(grid) -> list[dict]:
     beside wavelet thresholding that keeps as many coefficients as the
     decoder has weights and JPEG in as many bytes as its float32 weights."""
     from reconlab.metrics import psnr
-    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig, clean_image
+    from reconlab.studies.deep_decoder.trial import clean_image
     from reconlab.untrained.compression import jpeg_at_bytes, wavelet_threshold
 
     rows = []
@@ -178,8 +156,9 @@ def rate_distortion_png(rows: list[dict]) -> bytes:
     return figure_png(fig)
 
 
-def finish_parent(parent, out: dict, grid) -> None:
-    """The sweep run's results, through the spool (``parent``: a ``spool.ParentLog``)."""
+def finish_parent(parent, out: dict) -> None:
+    """The sweep run's results, through the spool (``parent``: a ``spool.ParentLog``); the engine logs the
+    trial counts and ends it."""
     from reconlab.sweep.runner import log_table
 
     log_table(parent, out["rows"], COLUMNS, out["findings"], "summary")
@@ -187,16 +166,17 @@ def finish_parent(parent, out: dict, grid) -> None:
         log_table(parent, out["compression"], COMPRESSION_COLUMNS,
                   [f"JPEG gets {BYTES_PER_WEIGHT} bytes per decoder weight (float32)"], "compression")
         parent.log_bytes(rate_distortion_png(out["compression"]), "compression.png")
-    metrics = {"trials": len(grid), "trials_failed": len(grid.errors)}
-    for row in out["rows"]:
-        metrics[f"best_psnr_best_fit.{row['image']}.{row['method']}.{row['sigma']:g}"] = row["psnr_best_fit"]
-    parent.log_batch(metrics=metrics)
-    parent.set_terminated("FINISHED")
+    metrics = {f"best_psnr_best_fit.{row['image']}.{row['method']}.{row['sigma']:g}": row["psnr_best_fit"]
+               for row in out["rows"]}
+    if metrics:
+        parent.log_batch(metrics=metrics)
 
 
-def print_report(out, spec, n_trials, uri, experiment, seconds) -> None:
+def summary(job, grid) -> None:
+    """The per-image table, the compression table and the findings."""
     from reconlab.sweep.runner import markdown_table
 
+    out, spec = job.out, job.spec
     print(f"\nUntrained networks '{spec.name}' ({spec.source}): best {spec.metric} per image and method\n")
     print(markdown_table(out["rows"], COLUMNS))
     if out["compression"]:
@@ -205,15 +185,19 @@ def print_report(out, spec, n_trials, uri, experiment, seconds) -> None:
     print()
     for f in out["findings"]:
         print(f"- {f}")
-    print(f"\n{n_trials} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {tracking.redact(uri)}")
 
 
 def _fields() -> set[str]:
     import dataclasses
 
-    from reconlab.studies.deep_decoder.trial import DeepDecoderTrialConfig
-
     return {f.name for f in dataclasses.fields(DeepDecoderTrialConfig)}
 
 
 _FIELDS = _fields()
+
+
+STUDY = Study(
+    name="deep_decoder", title="Untrained networks: deep decoder and deep image prior",
+    research="Heckel & Hand; Ulyanov et al.", command="python jobs/deep_decoder_sweep.py", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=DeepDecoderTrialConfig, metrics=METRICS,
+    setup=setup, finish=finish, summary=summary, trial_files=artifacts_of, max_t=max_t)

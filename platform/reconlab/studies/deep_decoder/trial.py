@@ -306,7 +306,7 @@ def pngs_from_checkpoint(path: str) -> dict[str, bytes]:
 
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
-    """The sweep's artifacts hook (``spool.RENDERERS['deep_decoder']``)."""
+    """The study's ``trial_files`` hook."""
     from ray.train import Checkpoint
 
     if not ref.get("checkpoint"):

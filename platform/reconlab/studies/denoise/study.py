@@ -8,12 +8,12 @@ noisy test images."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-import time
 
-from reconlab import tracking
-from reconlab.cli import job_parser
 from reconlab.errors import InputError
+from reconlab.studies.denoise.trial import METRICS, DenoiseTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "denoise.yaml")
 # the issue's goals: PSNR gain over the noisy input (dB) at the evaluation setting
@@ -26,15 +26,7 @@ DEFENCE_CLEAN_DB = 0.5  # ... for at most this much clean PSNR
 PAPER = "N2N paper, U-Net, Gaussian sigma = 25: Kodak 32.38 dB, BSD300 31.01 dB (full-size photos; ours: 32x32 patches)"
 
 
-def parse(argv):
-    p = job_parser("denoise_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per denoiser (overrides the YAML)")
-    return p.parse_args(argv)
-
-
 def arms_of(spec) -> list[str]:
-    from reconlab.studies.denoise.trial import DenoiseTrialConfig
-
     if "arm" in spec.search:
         if spec.search["arm"]["type"] != "choice":
             raise InputError("arm must be fixed or a 'choice'", source=spec.source, key="search.arm",
@@ -43,11 +35,8 @@ def arms_of(spec) -> list[str]:
     return [spec.fixed.get("arm", DenoiseTrialConfig.arm)]
 
 
-def check_data(ds, spec) -> None:
-    from reconlab.studies.denoise.trial import DenoiseTrialConfig
-
-    levels = spec.search["levels"]["high"] if "levels" in spec.search else spec.fixed.get(
-        "levels", DenoiseTrialConfig.levels)
+def check_data(ds, spec, levels: int) -> None:
+    """The images fit the largest U-Net of the sweep (``levels``) and have 1 or 3 channels."""
     c, h, w = ds.x_train.shape[1:]
     if h % 2**levels or w % 2**levels:
         raise InputError(f"{h}x{w} images do not fit an N2N U-Net of {levels} levels (need multiples of "
@@ -57,47 +46,40 @@ def check_data(ds, spec) -> None:
                          value=f"{ds.name} {(c, h, w)}")
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    from reconlab.data import load_dataset
-    from reconlab.studies.denoise.trial import METRICS, DenoiseTrialConfig
-    from reconlab.sweep.runner import fix_num_workers, prepare
-    from reconlab.sweep.spec import load_spec
+def check(job) -> None:
+    """--num-workers as a fixed trial value, the arms, and the data against the
+    largest U-Net, before Ray starts; the trials' channels come from the data."""
+    from reconlab.sweep.runner import fix_num_workers
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, DenoiseTrialConfig, smoke=args.smoke_test,
-                                                     metrics=METRICS))
-    spec = fix_num_workers(args, spec)
-    arms = arms_of(spec)
-    ds = load_dataset(spec.dataset, args.data_root)
-    check_data(ds, spec)
-    spec = dataclasses.replace(spec, fixed={**spec.fixed, "channels": int(ds.x_train.shape[1])})
-    experiment = args.experiment or ("reconlab-denoise-smoke" if args.smoke_test else "reconlab-denoise")
+    job.spec = fix_num_workers(job.args, job.spec)
+    job.out["arms"] = arms_of(job.spec)
+    ds = job.load_data()
+    check_data(ds, job.spec, job.largest("levels"))
+    job.spec = dataclasses.replace(job.spec, fixed={**job.spec.fixed, "channels": int(ds.x_train.shape[1])})
 
-    from reconlab.sweep.runner import print_ui_hint, sweep_job, train_concurrency
 
-    def setup(c, exp_id):
-        from ray import tune
+def setup(job):
+    """Each trial trains its own denoiser with Ray Train: the trials share the
+    dataset's name (each loads it) and the seed of the noisy test images."""
+    from ray import tune
 
-        from reconlab.studies.denoise.trial import tune_trainable
+    from reconlab.studies.denoise.trial import tune_trainable
 
-        shared = {"dataset": ds.name, "data_root": args.data_root, "storage_dir": storage_dir, "eval_seed": spec.seed}
-        return tune.with_parameters(tune_trainable, shared=shared), {
-            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
-            "test_images": len(ds.x_test)}
+    shared = {"dataset": job.data.name, "data_root": job.args.data_root, "storage_dir": job.storage_dir,
+              "eval_seed": job.spec.seed}
+    return tune.with_parameters(tune_trainable, shared=shared), {"test_images": len(job.data.x_test)}
 
-    out = {}
 
-    def finish(grid, parent):
-        out.update(analyse(grid, spec, arms))
-        finish_parent(parent, out, grid)
+def finish(job, grid, parent) -> None:
+    job.out.update(analyse(grid, job.spec, job.out["arms"]))
+    finish_parent(parent, job.out)
 
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=10**6, artifacts="denoise", finish=finish,
-                            max_concurrent=lambda: train_concurrency(spec, DenoiseTrialConfig))
-    print_report(out, ds, len(grid), uri, experiment, time.time() - t_start)
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+
+def max_concurrent(job) -> int:
+    """Trials at once: as many as the largest trial's Ray Train workers allow."""
+    from reconlab.sweep.runner import train_concurrency
+
+    return train_concurrency(job.spec, DenoiseTrialConfig)
 
 
 def best_per_arm(grid, spec) -> dict:
@@ -213,7 +195,7 @@ def pgd_curves_png(best: dict) -> bytes:
     return figure_png(fig)
 
 
-def finish_parent(parent, out: dict, grid) -> None:
+def finish_parent(parent, out: dict) -> None:
     from reconlab.studies.denoise.trial import files_of
     from reconlab.sweep.runner import log_table
 
@@ -224,17 +206,25 @@ def finish_parent(parent, out: dict, grid) -> None:
         name = arm.replace("/", "_")
         for f, data in files_of(res).items():
             parent.log_bytes(data, f"best_{name}/{f}")
-    metrics = {f"best_test_psnr.{a.replace('/', '_')}": m["test_psnr"] for a, m in out["best"].items()}
-    parent.log_batch(metrics={**metrics, "trials": len(grid), "trials_failed": len(grid.errors)})
-    parent.set_terminated("FINISHED")
+    if out["best"]:
+        parent.log_batch(metrics={f"best_test_psnr.{a.replace('/', '_')}": m["test_psnr"]
+                                  for a, m in out["best"].items()})
 
 
-def print_report(out: dict, ds, n_trials: int, uri: str, experiment: str, seconds: float) -> None:
+def summary(job, grid) -> None:
     from reconlab.sweep.runner import markdown_table
 
+    out, ds = job.out, job.data
     print(f"\nDenoisers on '{ds.name}' ({len(ds.x_test)} test images), best trial per arm (PSNR dB):\n")
     print(markdown_table(out["rows"], ROW_COLUMNS))
     print()
     for line in out["findings"] + [PAPER]:
         print(f"- {line}")
-    print(f"\n{n_trials} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at {tracking.redact(uri)}")
+
+
+STUDY = Study(
+    name="denoise", title="Noise2Noise denoisers", research="the adversarial-denoising report and Lehtinen et al. 2018",
+    command="python jobs/denoise_sweep.py", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=DenoiseTrialConfig, metrics=METRICS,
+    flags=functools.partial(train_flags, per="denoiser", retrain=False), check=check, setup=setup, finish=finish,
+    summary=summary, trial_files=artifacts_of, max_concurrent=max_concurrent)

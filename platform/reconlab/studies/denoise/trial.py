@@ -154,7 +154,7 @@ def files_of(result: dict) -> dict[str, bytes]:
 
 
 def artifacts_of(ref: dict) -> dict[str, bytes]:
-    """The sweep's artifacts hook (``spool.RENDERERS['denoise']``): the
+    """The study's ``trial_files`` hook: the
     figure, the scores and the model files from the trial's last checkpoint."""
     from reconlab.training.launch import checkpoint_files
 

@@ -4,90 +4,65 @@ its readability check (``inversion.verify``)."""
 
 from __future__ import annotations
 
-import math
 import os
-import time
 
 from reconlab import tracking
-from reconlab.cli import job_parser
+from reconlab.studies.inversion.trial import METRICS, InversionTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "inversion.yaml")
 
 
-def parse(argv):
-    p = job_parser("inversion_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
-    p.add_argument("--retrain", action="store_true", help="train the classifiers even if logged ones exist")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per classifier (overrides the YAML)")
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    # ---- everything that can be wrong with the input is checked before Ray starts
-    from reconlab.data import load_dataset
-    from reconlab.studies.inversion.trial import METRICS, InversionTrialConfig
-    from reconlab.sweep.spec import load_spec
-    from reconlab.training.classifier import VARIANTS
-
-    from reconlab.sweep.runner import prepare
-
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, InversionTrialConfig,
-                                                     smoke=args.smoke_test, metrics=METRICS))
-    ds = load_dataset(spec.dataset, args.data_root)
+def check(job) -> None:
+    """The data (the thesis's 28x28 digits) and the classifier variants, before Ray starts."""
+    ds = job.load_data()
     if tuple(ds.x_train.shape[1:]) != (1, 28, 28):
         from reconlab.errors import InputError
 
-        raise InputError("needs 1x28x28 digit images (the thesis's classifiers)", source=spec.source, key="dataset",
-                         value=f"{ds.name} {tuple(ds.x_train.shape[1:])}")
-    variants = spec.strata() or [spec.fixed.get("variant", InversionTrialConfig.variant)]
-    experiment = args.experiment or ("reconlab-inversion-smoke" if args.smoke_test else "reconlab-inversion")
+        raise InputError("needs 1x28x28 digit images (the thesis's classifiers)", source=job.spec.source,
+                         key="dataset", value=f"{ds.name} {tuple(ds.x_train.shape[1:])}")
+    job.out["variants"] = job.spec.strata() or [job.fixed("variant")]
 
-    from reconlab.sweep.runner import print_ui_hint, stop_points, sweep_job
 
-    steps_max = (spec.search["steps"]["high"] if "steps" in spec.search
-                 else spec.fixed.get("steps", InversionTrialConfig.steps))
-    every = spec.fixed.get("report_every", InversionTrialConfig.report_every)
-    max_t = math.ceil(steps_max / every)  # reports of the longest trial
+def max_t(job) -> int:
+    """Reports of the longest trial: one per ``report_every`` steps."""
+    return job.reports("steps")
 
-    def setup(c, exp_id):
-        """The classifiers (trained once with Ray Train, two runs at once, or
-        reused) and what every trial shares."""
-        from ray import tune
 
-        from reconlab.inversion.tasks import pick_sources
-        from reconlab.inversion.verify import ensemble_of
-        from reconlab.studies.inversion.trial import tune_trainable
-        from reconlab.training.logged import ensure_with_verifiers
+def setup(job):
+    """The classifiers (trained once with Ray Train, two runs at once, or
+    reused) and what every trial shares."""
+    from ray import tune
 
-        shared, train_ids = ensure_with_verifiers(c, exp_id, {v: VARIANTS[v] for v in variants},
-                                                  epochs=spec.train.epochs, dataset=ds,
-                                                  data_root=args.data_root, uri=uri, storage_dir=storage_dir,
-                                                  num_workers=args.num_workers or spec.train.num_workers,
-                                                  retrain=args.retrain, log=tracking.announce)
-        out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
-        tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
-        shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
-        shared["class_means"] = ds.class_means("test")
-        shared["threads"] = max(1, int(spec.resources_per_trial.cpu))
-        shared["worst"] = {"metric": spec.metric, "mode": spec.mode}
-        shared["stop_points"] = stop_points(spec, max_t)
-        return tune.with_parameters(tune_trainable, shared=shared), {
-            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
-            "real_readable_rate": round(out["real_readable"], 4),
-            **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}}
+    from reconlab.inversion.tasks import pick_sources
+    from reconlab.inversion.verify import ensemble_of
+    from reconlab.studies.inversion.trial import tune_trainable
+    from reconlab.sweep.runner import stop_points
+    from reconlab.training.classifier import VARIANTS
+    from reconlab.training.logged import ensure_with_verifiers
 
-    out = {}
+    spec, ds, args, out = job.spec, job.data, job.args, job.out
+    shared, train_ids = ensure_with_verifiers(job.client, job.exp_id, {v: VARIANTS[v] for v in out["variants"]},
+                                              epochs=spec.train.epochs, dataset=ds, data_root=args.data_root,
+                                              uri=job.uri, storage_dir=job.storage_dir,
+                                              num_workers=args.num_workers or spec.train.num_workers,
+                                              retrain=args.retrain, log=tracking.announce)
+    out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
+    tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
+    shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)
+    shared["class_means"] = ds.class_means("test")
+    shared["threads"] = job.threads
+    shared["worst"] = {"metric": spec.metric, "mode": spec.mode}
+    shared["stop_points"] = stop_points(spec, max_t(job))
+    return tune.with_parameters(tune_trainable, shared=shared), {
+        "real_readable_rate": round(out["real_readable"], 4),
+        **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in train_ids.items()}}
 
-    def finish(grid, parent):
-        out["rows"], best = summarize(grid, spec, variants)
-        finish_parent(parent, out["rows"], best, grid, spec)
 
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=max_t, artifacts="inversion", finish=finish)
-    print_report(out["rows"], spec, uri, experiment, time.time() - t_start, out["real_readable"])
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+def finish(job, grid, parent) -> None:
+    """The best trial per variant: the summary table, the best config and scores, its images."""
+    job.out["rows"], best = summarize(grid, job.spec, job.out["variants"])
+    finish_parent(parent, job.out["rows"], best, job.spec)
 
 
 CONFIG_KEYS = ("optimizer", "lr", "steps", "tv_weight", "l2_weight", "bn_weight", "init_scale")
@@ -128,7 +103,7 @@ def findings(rows, metric: str) -> list[str]:
             f"paired, with intervals, by jobs/thesis_comparison.py"]
 
 
-def finish_parent(parent, rows, best, grid, spec):
+def finish_parent(parent, rows, best, spec):
     """The sweep run's results, written through the spool (``parent``: a
     ``spool.ParentLog``)."""
     from reconlab.sweep.runner import best_result, log_table
@@ -146,19 +121,24 @@ def finish_parent(parent, rows, best, grid, spec):
             with r.checkpoint.as_directory() as d:
                 for name, data in grids_from_checkpoint(d, r.config.get("restarts", 4)).items():
                     parent.log_bytes(data, f"best_{v}/{name}")
-    parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
-    parent.set_terminated("FINISHED")
 
 
-def print_report(rows, spec, uri, experiment, seconds, real_readable):
+def summary(job, grid) -> None:
     from reconlab.sweep.runner import markdown_table
 
+    spec, rows = job.spec, job.out["rows"]
     print(f"\nInversion sweep '{spec.name}' ({spec.source}): best {spec.metric} per classifier variant\n")
     print(markdown_table(rows, COLUMNS))
     print(f"\nverifier_acc: the share of inverted images a majority of three independent verifiers labels as the "
           f"target; readable_acc: those whose projection onto real digits is a hit too "
-          f"({100 * real_readable:.1f}% of real test digits pass)\n")
+          f"({100 * job.out['real_readable']:.1f}% of real test digits pass)\n")
     for f in findings(rows, spec.metric):
         print(f"- {f}")
-    print(f"\n{sum(r['trials'] for r in rows)} trials in {seconds:.0f}s; MLflow experiment '{experiment}' at "
-          f"{tracking.redact(uri)}")
+
+
+STUDY = Study(
+    name="inversion", title="Network inversion of the thesis's classifiers",
+    research="the thesis, chapters 2-3: inverting SGD-, Adam- and FGSM-trained classifiers",
+    command="make run", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=InversionTrialConfig, metrics=METRICS,
+    flags=train_flags, check=check, setup=setup, finish=finish, summary=summary, trial_files=artifacts_of, max_t=max_t)

@@ -10,11 +10,10 @@ weakest head, paired over seeds."""
 from __future__ import annotations
 
 import os
-import time
 
-from reconlab import tracking
-from reconlab.cli import job_parser
 from reconlab.errors import InputError
+from reconlab.studies.prototypes.trial import METRICS, PrototypeTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "prototypes.yaml")
 
@@ -26,63 +25,56 @@ COLUMNS = ["geometry", "d", "seeds", "precision", "recall", "f1", "f1 95% CI", "
 PLACEMENT_MARGIN = 0.01  # the placed prototypes' largest cosine within this of the best possible
 
 
-def parse(argv):
-    p = job_parser("prototype_sweep.py", __doc__, os.path.normpath(DEFAULT_SPACE))
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per classifier (overrides the YAML)")
-    return p.parse_args(argv)
+def flags(p) -> None:
+    train_flags(p, retrain=False)
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    from reconlab.data import load_dataset
-    from reconlab.studies.prototypes.trial import METRICS, PrototypeTrialConfig
-    from reconlab.sweep.runner import fix_num_workers, prepare
-    from reconlab.sweep.spec import load_spec
+def check(job) -> None:
+    """--num-workers as a fixed trial value, and the data (28x28 single-channel digits), before Ray starts."""
+    from reconlab.sweep.runner import fix_num_workers
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, PrototypeTrialConfig,
-                                                     smoke=args.smoke_test, metrics=METRICS))
-    spec = fix_num_workers(args, spec)
-    ds = load_dataset(spec.dataset, args.data_root)
+    job.spec = fix_num_workers(job.args, job.spec)
+    ds = job.load_data()
     if ds.x_train.shape[1] != 1 or ds.x_train.shape[-1] != 28:
-        raise InputError("needs 28x28 single-channel digits (the thesis's small CNN)", source=spec.source,
+        raise InputError("needs 28x28 single-channel digits (the thesis's small CNN)", source=job.spec.source,
                          key="dataset", value=f"{ds.name} {tuple(ds.x_train.shape[1:])}")
-    experiment = args.experiment or ("reconlab-prototypes-smoke" if args.smoke_test else "reconlab-prototypes")
 
-    from reconlab.sweep.runner import markdown_table, print_ui_hint, sweep_job, train_concurrency
 
-    def setup(c, exp_id):
-        from ray import tune
+def setup(job):
+    """Each trial trains its own classifier with Ray Train: it shares only where the data and the store are."""
+    from ray import tune
 
-        from reconlab.studies.prototypes.trial import tune_trainable
+    from reconlab.studies.prototypes.trial import tune_trainable
 
-        shared = {"dataset": ds.name, "data_root": args.data_root, "storage_dir": storage_dir}
-        return tune.with_parameters(tune_trainable, shared=shared), {
-            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test}
+    shared = {"dataset": job.data.name, "data_root": job.args.data_root, "storage_dir": job.storage_dir}
+    return tune.with_parameters(tune_trainable, shared=shared), {}
 
-    out = {}
 
-    def finish(grid, parent):
-        from reconlab.sweep.runner import log_table
+def finish(job, grid, parent) -> None:
+    """Tables 4.1/4.2 beside the thesis's numbers, and the findings."""
+    from reconlab.sweep.runner import log_table
 
-        out["rows"], out["findings"] = table(grid), findings(grid)
-        log_table(parent, out["rows"], COLUMNS, out["findings"], "prototypes")
-        parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
-        parent.set_terminated("FINISHED")
+    job.out["rows"], job.out["findings"] = table(grid), findings(grid)
+    log_table(parent, job.out["rows"], COLUMNS, job.out["findings"], "prototypes")
 
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=10**6, artifacts="prototypes", finish=finish,
-                            max_concurrent=lambda: train_concurrency(spec, PrototypeTrialConfig))
+
+def summary(job, grid) -> None:
+    from reconlab.sweep.runner import markdown_table
+
+    ds = job.data
     print(f"\nPrototype heads on '{ds.name}' ({len(ds.x_test)} test images; thesis: MNIST), macro scores, mean over "
           f"seeds:\n")
-    print(markdown_table(out["rows"], COLUMNS))
+    print(markdown_table(job.out["rows"], COLUMNS))
     print()
-    for f in out["findings"]:
+    for f in job.out["findings"]:
         print(f"- {f}")
-    print(f"\n{len(grid)} trials in {time.time() - t_start:.0f}s; MLflow experiment '{experiment}' at "
-          f"{tracking.redact(uri)}")
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+
+
+def max_concurrent(job) -> int:
+    """Trials at once: each waits on its Ray Train workers, which hold the CPUs."""
+    from reconlab.sweep.runner import train_concurrency
+
+    return train_concurrency(job.spec, PrototypeTrialConfig)
 
 
 def _finished(grid) -> dict[tuple[str, int], dict[int, dict]]:
@@ -147,3 +139,12 @@ def findings(grid) -> list[str]:
         out.append(f"the 2-D hyperspherical head is the weakest (thesis Tables 4.1/4.2): {overall} "
                    f"(F1 of each other head minus the 2-D sphere's, points, paired over seeds: {'; '.join(parts)})")
     return out
+
+
+STUDY = Study(
+    name="prototypes", title="Prototype heads: hyperspherical and hyperbolic (Tables 4.1/4.2)",
+    research="the thesis, chapter 4: Mettes et al.; Ghadimi Atigh et al.",
+    command="python jobs/prototype_sweep.py", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=PrototypeTrialConfig, metrics=METRICS,
+    flags=flags, check=check, setup=setup, finish=finish, summary=summary, trial_files=artifacts_of,
+    max_concurrent=max_concurrent)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-import time
 
 from reconlab import tracking
-from reconlab.cli import job_parser
 from reconlab.errors import InputError
+from reconlab.studies.thesis.trial import METRICS, ThesisTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "thesis.yaml")
 
@@ -40,24 +40,18 @@ VERDICT_COLUMNS = ["objective", "task", "tv_weight", "steps", "claim", "arch", "
 CURVE_COLUMNS = ["objective", "tv_weight", "steps", "task"]  # + one column per (recipe, arch) group
 
 
-def parse(argv):
-    p = job_parser("thesis_comparison.py", __doc__, os.path.normpath(DEFAULT_SPACE))
+def flags(p) -> None:
     p.add_argument("--seed", type=int, help="the sweep seed (images, searcher, bootstrap), overriding the YAML")
-    p.add_argument("--retrain", action="store_true", help="train the classifiers even if logged ones exist")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per classifier (overrides the YAML)")
-    return p.parse_args(argv)
+    train_flags(p)
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    from reconlab.data import load_dataset
-    from reconlab.sweep.runner import prepare
-    from reconlab.sweep.spec import SEED_MAX, load_spec
-    from reconlab.studies.thesis.trial import METRICS, ThesisTrialConfig
+def check(job) -> None:
+    """The sweep seed (--seed, never a trial value) as the images' seed, the
+    data (the thesis's 28x28 digits) and the classifier roster, before Ray
+    starts."""
+    from reconlab.sweep.spec import SEED_MAX
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, ThesisTrialConfig,
-                                                     smoke=args.smoke_test, metrics=METRICS))
+    args, spec = job.args, job.spec
     if args.seed is not None:
         if not 0 <= args.seed <= SEED_MAX:
             raise InputError(f"must be in [0, {SEED_MAX}]", key="--seed", value=args.seed)
@@ -65,71 +59,70 @@ def main(argv=None) -> int:
     if "seed" in spec.fixed or "seed" in spec.search:
         raise InputError("the images' seed is the sweep seed (top-level 'seed' or --seed), not a trial value",
                          source=spec.source, key="fixed.seed" if "seed" in spec.fixed else "search.seed")
-    spec = dataclasses.replace(spec, fixed={**spec.fixed, "seed": spec.seed})
-    ds = load_dataset(spec.dataset, args.data_root)
+    job.spec = spec = dataclasses.replace(spec, fixed={**spec.fixed, "seed": spec.seed})
+    ds = job.load_data()
     if tuple(ds.x_train.shape[1:]) != (1, 28, 28):
         raise InputError("needs 1x28x28 digit images (the thesis's classifiers)", source=spec.source, key="dataset",
                          value=f"{ds.name} {tuple(ds.x_train.shape[1:])}")
-    experiment = args.experiment or ("reconlab-thesis-smoke" if args.smoke_test else "reconlab-thesis")
-    vae_spec = vae_spec_of(spec)
-    classifiers = roster(spec, vae_spec.digest())
-    metric_keys = metric_keys_of(spec)
+    job.out["vae_spec"] = vae_spec_of(spec)
+    job.out["classifiers"] = roster(spec, job.out["vae_spec"].digest())
 
-    from reconlab.sweep.runner import print_ui_hint, sweep_job
 
-    out: dict = {}
+def setup(job):
+    """The VAE behind the *_vae recipes and the classifier roster (trained
+    once with Ray Train, or reused), the verifiers, and what every trial
+    shares."""
+    from ray import tune
 
-    def setup(c, exp_id):
-        from ray import tune
+    from reconlab.inversion.tasks import pick_sources
+    from reconlab.inversion.verify import ensemble_of
+    from reconlab.studies.thesis.trial import tune_trainable
+    from reconlab.training.logged import ensure_with_verifiers
 
-        from reconlab.inversion.tasks import pick_sources
-        from reconlab.inversion.verify import ensemble_of
-        from reconlab.studies.thesis.trial import tune_trainable
-        from reconlab.training.logged import ensure_with_verifiers
+    spec, ds, args, out = job.spec, job.data, job.args, job.out
+    c, exp_id, classifiers, vae_spec = job.client, job.exp_id, out["classifiers"], out["vae_spec"]
+    workers = args.num_workers or spec.train.num_workers
+    vae_models, vae_params = {}, {}
+    if any(s.vae for s in classifiers.values()):
+        meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, job.uri, job.storage_dir,
+                                                          workers)
+        vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
+    shared, run_ids = ensure_with_verifiers(c, exp_id, classifiers, epochs=spec.train.epochs,
+                                            config={"vae_models": vae_models}, dataset=ds,
+                                            data_root=args.data_root, uri=job.uri, storage_dir=job.storage_dir,
+                                            num_workers=workers, retrain=args.retrain, log=tracking.announce)
+    shared |= {"sources": pick_sources(ds.x_test, ds.y_test, seed=spec.seed), "real_x": ds.x_test,
+               "real_y": ds.y_test, "threads": job.threads}
+    out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
+    tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
+    return tune.with_parameters(tune_trainable, shared=shared), {
+        "classifiers": len(classifiers), "real_readable_rate": round(out["real_readable"], 4), **vae_params,
+        **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in run_ids.items()}}
 
-        workers = args.num_workers or spec.train.num_workers
-        vae_models, vae_params = {}, {}
-        if any(s.vae for s in classifiers.values()):
-            meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir,
-                                                              workers)
-            vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
-        shared, run_ids = ensure_with_verifiers(c, exp_id, classifiers, epochs=spec.train.epochs,
-                                                config={"vae_models": vae_models}, dataset=ds,
-                                                data_root=args.data_root, uri=uri, storage_dir=storage_dir,
-                                                num_workers=workers, retrain=args.retrain, log=tracking.announce)
-        shared |= {"sources": pick_sources(ds.x_test, ds.y_test, seed=spec.seed), "real_x": ds.x_test,
-                   "real_y": ds.y_test, "threads": max(1, int(spec.resources_per_trial.cpu))}
-        out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
-        tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
-        return tune.with_parameters(tune_trainable, shared=shared), {
-            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
-            "classifiers": len(classifiers), "real_readable_rate": round(out["real_readable"], 4), **vae_params,
-            **{f"model_uri.{k}": f"runs:/{v}/model" for k, v in run_ids.items()}}
 
-    def finish(grid, parent):
-        from reconlab.sweep.runner import log_table
+def finish(job, grid, parent) -> None:
+    """The verdicts (paired, with intervals), the accuracy by configuration,
+    the selected configurations' images and the VAE's figures."""
+    from reconlab.sweep.runner import log_table
 
-        evidence = collect(grid)
-        out["curve"], curve_cols = curve(evidence)
-        out["verdicts"] = verdicts(evidence, seed=spec.seed)
-        out["findings"] = findings(out["verdicts"])
-        out["curve_cols"] = curve_cols
-        log_table(parent, out["verdicts"], VERDICT_COLUMNS, out["findings"], "verdicts")
-        log_table(parent, out["curve"], curve_cols, [], "accuracy_by_config")
-        for (objective, task), sel in selected(evidence).items():
-            if task == "task1":
-                for name, data in selected_grids(sel).items():
-                    parent.log_bytes(data, f"{objective}/{name}")
-        for name, data in out.get("figures", {}).items():
-            parent.log_bytes(data, name)
-        parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
-        parent.set_terminated("FINISHED")
+    out = job.out
+    evidence = collect(grid)
+    out["curve"], curve_cols = curve(evidence)
+    out["verdicts"] = verdicts(evidence, seed=job.spec.seed)
+    out["findings"] = findings(out["verdicts"])
+    out["curve_cols"] = curve_cols
+    log_table(parent, out["verdicts"], VERDICT_COLUMNS, out["findings"], "verdicts")
+    log_table(parent, out["curve"], curve_cols, [], "accuracy_by_config")
+    for (objective, task), sel in selected(evidence).items():
+        if task == "task1":
+            for name, data in selected_grids(sel).items():
+                parent.log_bytes(data, f"{objective}/{name}")
+    for name, data in out.get("figures", {}).items():
+        parent.log_bytes(data, name)
 
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=metric_keys, max_t=10**6, artifacts="thesis", finish=finish)
-    print_report(out, ds, len(classifiers), spec, time.time() - t_start, experiment, uri)
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
+
+def metric_keys(job) -> list[str]:
+    return metric_keys_of(job.spec)
 
 
 def vae_spec_of(spec):
@@ -179,7 +172,7 @@ def roster(spec, vae_digest: str | None = None) -> dict:
     can produce (recipes, archs and seeds are fixed or searched lists)."""
     import itertools
 
-    from reconlab.studies.thesis.trial import ThesisTrialConfig, classifier_name
+    from reconlab.studies.thesis.trial import classifier_name
     from reconlab.training.classifier import recipe_spec
 
     values = {k: spec.search[k]["values"] if k in spec.search and "values" in spec.search[k] else None
@@ -196,7 +189,7 @@ def roster(spec, vae_digest: str | None = None) -> dict:
 
 
 def metric_keys_of(spec) -> list[str]:
-    from reconlab.studies.thesis.trial import METRICS, ThesisTrialConfig, group_metric_keys
+    from reconlab.studies.thesis.trial import group_metric_keys
     from reconlab.training.classifier import ARCHS, RECIPES
 
     cfg = ThesisTrialConfig(**spec.fixed)
@@ -226,7 +219,7 @@ class TrialEvidence:
 def collect(grid) -> list[TrialEvidence]:
     """Every report of every trial that ran its whole budget: a trial of S
     steps also measures the configuration at each earlier report."""
-    from reconlab.studies.thesis.trial import ThesisTrialConfig, load_state
+    from reconlab.studies.thesis.trial import load_state
 
     out = []
     for r in grid:
@@ -353,13 +346,14 @@ def selected_grids(ev: TrialEvidence) -> dict[str, bytes]:
     return out
 
 
-def print_report(out, ds, n_classifiers, spec, seconds, experiment, uri):
+def summary(job, grid) -> None:
     from reconlab.sweep.runner import markdown_table
 
-    print(f"\nPaired comparison '{spec.name}' on '{ds.name}': {n_classifiers} classifiers, each configuration run "
-          f"against all of them on the same images; success = the verifier ensemble's majority says the target; "
-          f"readable = a success whose projection onto real digits (a VAE's reconstruction) is one too "
-          f"({100 * out['real_readable']:.1f}% of real test digits pass).\n")
+    out, spec = job.out, job.spec
+    print(f"\nPaired comparison '{spec.name}' on '{job.data.name}': {len(out['classifiers'])} classifiers, each "
+          f"configuration run against all of them on the same images; success = the verifier ensemble's majority "
+          f"says the target; readable = a success whose projection onto real digits (a VAE's reconstruction) is one "
+          f"too ({100 * out['real_readable']:.1f}% of real test digits pass).\n")
     print("Success rate (%) per configuration at its last step, mean over classifier seeds (every step: "
           "accuracy_by_config.csv in MLflow):\n")
     last = {}
@@ -373,4 +367,14 @@ def print_report(out, ds, n_classifiers, spec, seconds, experiment, uri):
     print()
     for f in out["findings"]:
         print(f"- {f}")
-    print(f"\nsweep seed {spec.seed}; {seconds:.0f}s; MLflow experiment '{experiment}' at {tracking.redact(uri)}")
+    print(f"\nsweep seed {spec.seed}")
+
+
+STUDY = Study(
+    name="thesis", title="The thesis's classifiers, compared paired",
+    research="the thesis, chapters 2-4: SGD vs Adam vs FGSM, plain vs BatchNorm CNN, softmax vs prototype heads, "
+             "over classifier seeds",
+    command="python jobs/thesis_comparison.py", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=ThesisTrialConfig, metrics=METRICS,
+    flags=flags, check=check, setup=setup, finish=finish, summary=summary, trial_files=artifacts_of,
+    metric_keys=metric_keys)

@@ -10,8 +10,9 @@ import os
 import time
 
 from reconlab import readme, tracking
-from reconlab.cli import job_parser
 from reconlab.errors import InputError
+from reconlab.studies.xor.trial import METRICS, XorTrialConfig, artifacts_of
+from reconlab.sweep.study import Study, train_flags
 
 README_NAME = "xor-table-i"  # the block (in docs/results.md) the job fills with --readme
 DEFAULT_SPACE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "search_spaces", "xor.yaml")
@@ -24,12 +25,10 @@ PAPER = {
 }
 
 
-def parse(argv):
-    p = job_parser("xor_decryption.py", __doc__, os.path.normpath(DEFAULT_SPACE))
-    p.add_argument("--num-workers", type=int, help="Ray Train workers per U-Net (overrides the YAML)")
+def flags(p) -> None:
+    train_flags(p, per="U-Net", retrain=False)
     p.add_argument("--readme", metavar="FILE", help="also write Table I into FILE (e.g. docs/results.md) between its "
                    f"'<!-- reconlab:{README_NAME} -->' and '<!-- /reconlab:{README_NAME} -->' lines")
-    return p.parse_args(argv)
 
 
 def settings(spec) -> list[tuple[str, float]]:
@@ -40,17 +39,13 @@ def settings(spec) -> list[tuple[str, float]]:
                 raise InputError("mode and noise must be fixed or a 'choice' (Table I has one column per value)",
                                  source=spec.source, key=f"search.{k}", value=spec.search[k])
             return spec.search[k]["values"]
-        from reconlab.studies.xor.trial import XorTrialConfig
-
         return [spec.fixed.get(k, getattr(XorTrialConfig, k))]
 
     return [(m, float(n)) for m in values("mode") for n in values("noise")]
 
 
-def check_data(ds, spec) -> None:
-    from reconlab.studies.xor.trial import XorTrialConfig
-
-    depth = spec.search["depth"]["high"] if "depth" in spec.search else spec.fixed.get("depth", XorTrialConfig.depth)
+def check_data(ds, spec, depth: int) -> None:
+    """RGB images whose sides fit a U-Net of ``depth`` (the sweep's largest)."""
     h, w = ds.x_train.shape[-2:]
     if ds.x_train.shape[1] != 3:
         raise InputError("needs RGB images (the XOR family encrypts 3-channel float32 pixels)", source=spec.source,
@@ -60,88 +55,76 @@ def check_data(ds, spec) -> None:
                          source=spec.source, key="depth", value=depth)
 
 
-def main(argv=None) -> int:
-    t_start = time.time()
-    args = parse(argv)
-    from reconlab.data import load_dataset
-    from reconlab.operators.xor_aes import KEY_ENV, XorAES
-    from reconlab.sweep.runner import fix_num_workers, prepare
-    from reconlab.sweep.spec import load_spec
-    from reconlab.studies.xor.trial import METRICS, XorTrialConfig
+def check(job) -> None:
+    """--num-workers, the settings, the --readme file, the key and the data, before Ray starts."""
+    from reconlab.operators.xor_aes import XorAES
+    from reconlab.sweep.runner import fix_num_workers
 
-    spec, storage_dir, uri = prepare(args, load_spec(args.search_space, XorTrialConfig, smoke=args.smoke_test,
-                                                     metrics=METRICS))
-    spec = fix_num_workers(args, spec)
-    modes_noises = settings(spec)
-    if args.readme:
-        readme.check(args.readme, README_NAME)
-    op = XorAES.from_seed(spec.seed)  # a bad $RECONLAB_XOR_KEY fails here, before Ray
-    ds = load_dataset(spec.dataset, args.data_root)
-    check_data(ds, spec)
-    experiment = args.experiment or ("reconlab-xor-smoke" if args.smoke_test else "reconlab-xor")
+    job.spec = fix_num_workers(job.args, job.spec)
+    job.out["settings"] = settings(job.spec)
+    if job.args.readme:
+        readme.check(job.args.readme, README_NAME)
+    job.out["op"] = XorAES.from_seed(job.spec.seed)  # a bad $RECONLAB_XOR_KEY fails here, before Ray
+    check_data(job.load_data(), job.spec, job.largest("depth"))
 
-    from reconlab.sweep.runner import print_ui_hint, sweep_job
 
-    base = {}
+def setup(job):
+    """The baselines, and what every trial shares (the key and IV go
+    through Ray's object store only; the sweep run logs the key's
+    fingerprint, never the key)."""
+    from ray import tune
 
-    def setup(c, exp_id):
-        """The baselines, and what every trial shares (the key and IV go
-        through Ray's object store only)."""
-        from ray import tune
+    from reconlab.operators.xor_aes import KEY_ENV
+    from reconlab.studies.xor.trial import tune_trainable
 
-        from reconlab.studies.xor.trial import tune_trainable
+    ds, spec, op = job.data, job.spec, job.out["op"]
+    tracking.announce(f"baselines on {len(ds.x_test)} test images: mean, decryption with the key, keystream oracle")
+    job.out["base"] = baselines(ds, op, job.out["settings"], spec.seed)
+    shared = {"key": op.key, "iv": op.iv, "dataset": ds.name, "data_root": job.args.data_root,
+              "storage_dir": job.storage_dir, "eval_seed": spec.seed,
+              "worst": {"metric": spec.metric, "mode": spec.mode}}
+    return tune.with_parameters(tune_trainable, shared=shared), {
+        "key_sha256": op.fingerprint, "key_source": "env" if os.environ.get(KEY_ENV) else "seed"}
 
-        tracking.announce(f"baselines on {len(ds.x_test)} test images: mean, decryption with the key, keystream oracle")
-        base.update(baselines(ds, op, modes_noises, spec.seed))
-        shared = {"key": op.key, "iv": op.iv, "dataset": ds.name, "data_root": args.data_root,
-                  "storage_dir": storage_dir, "eval_seed": spec.seed,
-                  "worst": {"metric": spec.metric, "mode": spec.mode}}
-        return tune.with_parameters(tune_trainable, shared=shared), {
-            "dataset": ds.name, "data_fingerprint": ds.fingerprint(), "smoke_test": args.smoke_test,
-            "key_sha256": op.fingerprint, "key_source": "env" if os.environ.get(KEY_ENV) else "seed"}
 
-    out = {}
+def finish(job, grid, parent) -> None:
+    """Table I and the findings on the sweep run, with each setting's best trial."""
+    out, modes_noises = job.out, job.out["settings"]
+    best = best_per_setting(grid, job.spec, modes_noises)
+    oracle = best_per_setting(grid, job.spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
+    out["rows"], out["columns"] = table_one(out["base"], best, sorted({n for _, n in modes_noises}), oracle)
+    out["verdicts"] = findings(out["base"], best)
+    finish_parent(parent, out["rows"], out["columns"], out["verdicts"], best)
 
-    def finish(grid, parent):
-        best = best_per_setting(grid, spec, modes_noises)
-        oracle = best_per_setting(grid, spec, modes_noises, inputs="oracle")  # the moonshot, if it ran
-        out["rows"], out["columns"] = table_one(base, best, sorted({n for _, n in modes_noises}), oracle)
-        out["verdicts"] = findings(base, best)
-        finish_parent(parent, out["rows"], out["columns"], out["verdicts"], best, grid)
 
-    grid, sweep = sweep_job(args, spec, uri=uri, storage_dir=storage_dir, experiment=experiment, setup=setup,
-                            metric_keys=METRICS, max_t=10**6, artifacts="xor", finish=finish,
-                            max_concurrent=lambda: concurrency(spec))
-    rows, columns, verdicts = out["rows"], out["columns"], out["verdicts"]
+def summary(job, grid) -> None:
+    """Table I and the findings; with --readme, Table I into its block."""
     from reconlab.sweep.runner import markdown_table
 
+    ds, spec, args = job.data, job.spec, job.args
+    rows, columns, verdicts = job.out["rows"], job.out["columns"], job.out["verdicts"]
     print(f"\nTable I, reproduced on '{ds.name}' ({len(ds.x_test)} test images; paper: STL-10, 10,000):\n")
     print(markdown_table(rows, columns))
     print()
     for v in verdicts:
         print(f"- {v}")
-    print(f"\n{len(grid)} trials in {time.time() - t_start:.0f}s; MLflow experiment '{experiment}' at "
-          f"{tracking.redact(uri)}")
     if args.readme:
         # no command line: a --tracking-uri may carry credentials
         block = (f"{markdown_table(rows, columns)}\n\n<sub>Written by jobs/xor_decryption.py on "
                  f"{time.strftime('%Y-%m-%d')}: search space '{os.path.basename(spec.source)}', dataset '{ds.name}' "
-                 f"({len(ds.x_test)} test images), {len(grid)} trials, sweep run {sweep.run_id}.</sub>")
+                 f"({len(ds.x_test)} test images), {len(grid)} trials, sweep run {job.sweep.run_id}.</sub>")
         try:
             readme.write_block(args.readme, README_NAME, block)
         except InputError as e:  # the file changed during the run: a runtime failure, the results are in MLflow
             raise RuntimeError(f"Table I not written: {e}") from None
         print(f"Table I written into {args.readme}")
-    print_ui_hint(uri, sweep.exp_id)
-    return 1 if sweep.undelivered else 0
 
 
-def concurrency(spec) -> int:
+def max_concurrent(job) -> int:
     """Trials at once: what the trials' Ray Train workers need (``runner.train_concurrency``)."""
     from reconlab.sweep.runner import train_concurrency
-    from reconlab.studies.xor.trial import XorTrialConfig
 
-    return train_concurrency(spec, XorTrialConfig)
+    return train_concurrency(job.spec, XorTrialConfig)
 
 
 def baselines(ds, op, modes_noises, seed: int) -> dict:
@@ -159,7 +142,8 @@ def baselines(ds, op, modes_noises, seed: int) -> dict:
     for mode, noise in modes_noises:
         m_op = XorAES(op.key, op.iv, mode)
         c_test = eval_cipherimages(m_op, ds.x_test, noise, seed)
-        rows = {"mean of train set": mean, f"decryption with the key ({mode.upper()})": score(clamp_finite(m_op.decrypt(c_test)))}
+        rows = {"mean of train set": mean,
+                f"decryption with the key ({mode.upper()})": score(clamp_finite(m_op.decrypt(c_test)))}
         if mode == "ctr":  # known plaintext: the keystream from training pairs, then a per-pixel decoder
             ks = oracle_keystream(m_op, ds.x_train, noise, seed)
             if noise == 0:
@@ -251,9 +235,9 @@ def findings(base: dict, best: dict) -> list[str]:
     return out
 
 
-def finish_parent(parent, rows, columns, verdicts, best, grid):
+def finish_parent(parent, rows, columns, verdicts, best) -> None:
     """The sweep run's results, written through the spool (``parent``: a
-    ``spool.ParentLog``)."""
+    ``spool.ParentLog``); the engine logs the trial counts and ends it."""
     from reconlab.sweep.runner import log_table
     from reconlab.studies.xor.trial import FIGURE, checkpoint_files
 
@@ -264,5 +248,12 @@ def finish_parent(parent, rows, columns, verdicts, best, grid):
         figure = checkpoint_files(r.metrics).get(FIGURE)
         if figure:
             parent.log_bytes(figure, f"best_{mode}_{noise:g}/{FIGURE}")
-    parent.log_batch(metrics={"trials": len(grid), "trials_failed": len(grid.errors)})
-    parent.set_terminated("FINISHED")
+
+
+STUDY = Study(
+    name="xor", title="XOR decryption with a U-Net (Table I)",
+    research="Hauptmann & Adler: a U-Net inverting AES-CTR XOR encryption of images",
+    command="python jobs/xor_decryption.py --num-samples 1", description=__doc__,
+    search_space=os.path.normpath(DEFAULT_SPACE), config=XorTrialConfig, metrics=METRICS,
+    flags=flags, check=check, setup=setup, finish=finish, summary=summary, trial_files=artifacts_of,
+    max_concurrent=max_concurrent)
