@@ -402,6 +402,7 @@ def outcomes(tmp_path_factory):
     def one(case):
         return case.name, run_case(case, tmp_path_factory.mktemp("case"))
 
+    tmp_path_factory.getbasetemp()  # made once here: three threads making it at once race (only one wins)
     with ThreadPoolExecutor(max_workers=3) as pool:
         return dict(pool.map(one, CASES))
 

@@ -229,6 +229,7 @@ def run_study(study: Study, argv: list[str] | None = None, prog: str | None = No
 
 
 def _run(study: Study, argv: list[str] | None, prog: str | None) -> int:
+    started = time.time()
     from reconlab import tracking
     from reconlab.sweep.runner import prepare, print_ui_hint, sweep_job
     from reconlab.sweep.spec import load_spec
@@ -236,7 +237,7 @@ def _run(study: Study, argv: list[str] | None, prog: str | None) -> int:
     args = parser(study, prog).parse_args(argv)
     spec, storage_dir, uri = prepare(args, load_spec(args.search_space, study.config, smoke=args.smoke_test,
                                                      metrics=study.metrics))
-    job = Job(study, args, spec, storage_dir, uri)
+    job = Job(study, args, spec, storage_dir, uri, started=started)
     if study.check is not None:
         study.check(job)
     job.experiment = args.experiment or study.default_experiment(job.smoke)
