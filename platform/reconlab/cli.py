@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 
 from reconlab.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, InputError, OneLineParser, run_job
-from reconlab.sweep.study import job_parser  # noqa: F401  (the shared flags; re-exported for older jobs)
 
 USAGE = """usage:
   reconlab studies                      the installed studies: name, title, the command that reproduces each

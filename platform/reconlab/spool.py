@@ -51,7 +51,7 @@ import re
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from reconlab import tracking
 from reconlab.errors import InputError

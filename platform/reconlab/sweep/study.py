@@ -135,6 +135,20 @@ class Job:
         self.data = load_dataset(name or self.spec.dataset, self.args.data_root)
         return self.data
 
+    def training(self, data=None) -> dict:
+        """What the ``training.logged.ensure_*`` helpers take from the job to
+        train a model once with Ray Train or reuse it from the store: the
+        data (``data``, default the sweep's; ``--data-root`` reads only the
+        sweep's), the store, where Ray Train writes, ``--num-workers`` (else
+        the YAML's ``train.num_workers``) and ``--retrain``."""
+        from reconlab import tracking
+
+        data = self.data if data is None else data
+        return {"dataset": data, "data_root": self.args.data_root if data is self.data else None, "uri": self.uri,
+                "storage_dir": self.storage_dir,
+                "num_workers": getattr(self.args, "num_workers", None) or self.spec.train.num_workers,
+                "retrain": bool(getattr(self.args, "retrain", False)), "log": tracking.announce}
+
     def fixed(self, key: str):
         """A trial value (or property) of the config the sweep's fixed values make."""
         return getattr(self.study.config(**self.spec.fixed), key)

@@ -148,10 +148,8 @@ def setup(job):
             shared["models"][key], shared["digests"][key] = (meta, state), f"run-{run_id}"
             params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
             continue
-        meta, state, run_id = ensure_model(
-            job.client, job.exp_id, variant, mspec, dataset=data, data_root=args.data_root if data is ds else None,
-            uri=job.uri, storage_dir=job.storage_dir, num_workers=args.num_workers or spec.train.num_workers,
-            retrain=args.retrain, log=tracking.announce, family=family, fit=fit)
+        meta, state, run_id = ensure_model(job.client, job.exp_id, variant, mspec, family=family, fit=fit,
+                                           **job.training(data))
         shared["models"][key], shared["digests"][key] = (meta, state), mspec.digest()
         params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
     return tune.with_parameters(tune_trainable, shared=shared), params

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from reconlab import tracking
 from reconlab.studies.ct.trial import METRICS, CTTrialConfig, artifacts_of
 from reconlab.sweep.study import Study, train_flags
 
@@ -69,7 +68,7 @@ def setup(job):
     from reconlab.training.denoiser import DenoiserSpec, fit_denoiser
     from reconlab.training.logged import ensure_model
 
-    spec, ds, args = job.spec, job.data, job.args
+    spec, ds = job.spec, job.data
     shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {}, "threads": job.threads}
     params = {}
     models = [(v, VARIANTS[v], "classifier", None) for v in job.out["variants"]]
@@ -78,10 +77,8 @@ def setup(job):
     for name, tspec, family, fit in models:
         if spec.train.epochs is not None:
             tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-        meta, state, run_id = ensure_model(
-            job.client, job.exp_id, name, tspec, dataset=ds, data_root=args.data_root, uri=job.uri,
-            storage_dir=job.storage_dir, num_workers=args.num_workers or spec.train.num_workers,
-            retrain=args.retrain, log=tracking.announce, family=family, fit=fit)
+        meta, state, run_id = ensure_model(job.client, job.exp_id, name, tspec, family=family, fit=fit,
+                                           **job.training())
         shared["models"][name], shared["digests"][name] = (meta, state), tspec.digest()
         params[f"model_uri.{name}"] = f"runs:/{run_id}/model"
     return tune.with_parameters(tune_trainable, shared=shared), params

@@ -41,12 +41,9 @@ def setup(job):
     from reconlab.training.classifier import VARIANTS
     from reconlab.training.logged import ensure_with_verifiers
 
-    spec, ds, args, out = job.spec, job.data, job.args, job.out
+    spec, ds, out = job.spec, job.data, job.out
     shared, train_ids = ensure_with_verifiers(job.client, job.exp_id, {v: VARIANTS[v] for v in out["variants"]},
-                                              epochs=spec.train.epochs, dataset=ds, data_root=args.data_root,
-                                              uri=job.uri, storage_dir=job.storage_dir,
-                                              num_workers=args.num_workers or spec.train.num_workers,
-                                              retrain=args.retrain, log=tracking.announce)
+                                              epochs=spec.train.epochs, **job.training())
     out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
     tracking.announce(f"readability check: {100 * out['real_readable']:.1f}% of real test digits pass")
     shared["sources"] = pick_sources(ds.x_test, ds.y_test, seed=spec.seed)

@@ -79,18 +79,14 @@ def setup(job):
     from reconlab.studies.thesis.trial import tune_trainable
     from reconlab.training.logged import ensure_with_verifiers
 
-    spec, ds, args, out = job.spec, job.data, job.args, job.out
+    spec, ds, out = job.spec, job.data, job.out
     c, exp_id, classifiers, vae_spec = job.client, job.exp_id, out["classifiers"], out["vae_spec"]
-    workers = args.num_workers or spec.train.num_workers
     vae_models, vae_params = {}, {}
     if any(s.vae for s in classifiers.values()):
-        meta, state, vae_run, out["figures"] = ensure_vae(c, exp_id, vae_spec, ds, args, job.uri, job.storage_dir,
-                                                          workers)
+        meta, state, vae_run, out["figures"] = ensure_vae(job, vae_spec)
         vae_models, vae_params = {vae_spec.digest(): (meta, state)}, {"model_uri.vae": f"runs:/{vae_run}/model"}
     shared, run_ids = ensure_with_verifiers(c, exp_id, classifiers, epochs=spec.train.epochs,
-                                            config={"vae_models": vae_models}, dataset=ds,
-                                            data_root=args.data_root, uri=job.uri, storage_dir=job.storage_dir,
-                                            num_workers=workers, retrain=args.retrain, log=tracking.announce)
+                                            config={"vae_models": vae_models}, **job.training())
     shared |= {"sources": pick_sources(ds.x_test, ds.y_test, seed=spec.seed), "real_x": ds.x_test,
                "real_y": ds.y_test, "threads": job.threads}
     out["real_readable"] = ensemble_of(shared).real_readable_rate(ds.x_test, ds.y_test)
@@ -133,7 +129,7 @@ def vae_spec_of(spec):
     return dataclasses.replace(VAE_SPEC, epochs=spec.train.epochs) if spec.train.epochs else VAE_SPEC
 
 
-def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
+def ensure_vae(job, vae_spec):
     """Train (or reuse) the VAE with Ray Train; its run gets the thesis's
     Figure 3.2 (decoded intermediate examples, with their classes and
     weights) and Figure 3.5 (a t-SNE of the latent space). Returns (meta,
@@ -144,9 +140,8 @@ def ensure_vae(c, exp_id, vae_spec, ds, args, uri, storage_dir, workers):
     from reconlab.training.logged import ensure_model
     from reconlab.training.vae import fit_vae, intermediate_examples, latent_tsne_png
 
-    meta, state, run_id = ensure_model(c, exp_id, "vae", vae_spec, dataset=ds, data_root=args.data_root, uri=uri,
-                                       storage_dir=storage_dir, num_workers=workers, retrain=args.retrain,
-                                       log=tracking.announce, family="vae", fit=fit_vae)
+    c, ds = job.client, job.data
+    meta, state, run_id = ensure_model(c, job.exp_id, "vae", vae_spec, family="vae", fit=fit_vae, **job.training())
     if "latent_tsne.png" not in {a.path for a in c.list_artifacts(run_id)}:
         vae = build(meta["builder"], **meta["kwargs"])
         vae.load_state_dict(state)
