@@ -35,7 +35,13 @@ def make(**kw):
                        "search_space": "s.yaml", "config": Cfg, "metrics": ("loss",), "trainable": trial, **kw})
 
 
+@dataclasses.dataclass
+class Unseeded:
+    lr: float = 0.1
+
+
 @pytest.mark.parametrize("kw, msg", [({"name": "My-Study"}, "lower-case"), ({"config": dict}, "dataclass"),
+                                     ({"config": Unseeded}, "'seed' field"),
                                      ({"trainable": None}, "trainable"), ({"metrics": ()}, "metrics")])
 def test_a_study_that_cannot_run_is_refused_when_declared(kw, msg):
     with pytest.raises((TypeError, ValueError), match=msg):

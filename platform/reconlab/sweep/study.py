@@ -88,6 +88,9 @@ class Study:
             raise ValueError(f"study name {self.name!r}: 1-40 lower-case letters, digits or '_', a letter first")
         if not dataclasses.is_dataclass(self.config):
             raise TypeError(f"study {self.name!r}: config must be a dataclass (its YAML keys bind to it)")
+        if "seed" not in {f.name for f in dataclasses.fields(self.config)}:
+            raise TypeError(f"study {self.name!r}: config needs a 'seed' field (every trial is given the sweep's "
+                            "seed, and logs it)")
         if self.trainable is None and self.setup is None:
             raise TypeError(f"study {self.name!r}: give a trainable, or a setup that returns one")
         if not self.metrics:
