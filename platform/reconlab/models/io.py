@@ -31,6 +31,17 @@ def load_model_dir(path: str, device: str = "cpu"):
 _SHARED: dict = {}
 
 
+def share_model(shared: dict, params: dict, key: str, found: tuple, digest: str) -> None:
+    """Hand a trained model to a sweep's trials: ``shared["models"][key]``
+    and its digest (what ``shared_model`` builds from), and its MLflow URI as
+    the sweep run's ``model_uri.<key>`` param. ``found`` is (meta, state
+    dict, run id), as ``training.logged.ensure_model`` returns it."""
+    meta, state, run_id = found
+    shared.setdefault("models", {})[key] = (meta, state)
+    shared.setdefault("digests", {})[key] = digest
+    params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
+
+
 def shared_model(shared: dict, key: str, device: str):
     """The model ``shared["models"][key]`` ((meta, state dict), as a sweep
     hands them to its trials) built once per worker process (actors are

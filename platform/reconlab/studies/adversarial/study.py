@@ -124,6 +124,7 @@ def setup(job):
     import ray
     from ray import tune
 
+    from reconlab.models.io import share_model
     from reconlab.studies.adversarial.trial import CLASSIFIER, tune_trainable
     from reconlab.training.classifier import VARIANTS
     from reconlab.training.logged import ensure_model
@@ -138,20 +139,17 @@ def setup(job):
     models = [(CLASSIFIER, "report", tspec, "classifier", None, ds)]
     models += [(f"denoiser:{n}", n, denoiser_spec(n, job.smoke), "n2n",
                 functools.partial(fit_n2n, cpus_per_worker=cpus), den_ds) for n in job.out["noises"]]
-    shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {},
+    shared = {"x": ds.x_test, "y": ds.y_test,
               "denoise_x": den_ds.x_test if den_ds is not None else None, "threads": job.threads}
     params = {}
     for key, variant, mspec, family, fit, data in models:
         if family == "n2n" and variant in reused:
-            meta, state, run_id = reused[variant]
+            run_id = reused[variant][2]
             tracking.announce(f"attacking the '{variant}' denoiser of {args.denoisers_from}: runs:/{run_id}/model")
-            shared["models"][key], shared["digests"][key] = (meta, state), f"run-{run_id}"
-            params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
+            share_model(shared, params, key, reused[variant], f"run-{run_id}")
             continue
-        meta, state, run_id = ensure_model(job.client, job.exp_id, variant, mspec, family=family, fit=fit,
-                                           **job.training(data))
-        shared["models"][key], shared["digests"][key] = (meta, state), mspec.digest()
-        params[f"model_uri.{key.replace(':', '.')}"] = f"runs:/{run_id}/model"
+        share_model(shared, params, key, ensure_model(job.client, job.exp_id, variant, mspec, family=family, fit=fit,
+                                                      **job.training(data)), mspec.digest())
     return tune.with_parameters(tune_trainable, shared=shared), params
 
 

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 import time
 
 import torch
 
 from reconlab.models.io import shared_model  # each shared model built once per worker process
+from reconlab.sweep.checkpoint import load_result, report_result
 
 NOISE_ATTACKS = ("gaussian_pixels", "salt_and_pepper")
 CLASSIFIER_ATTACKS = (*NOISE_ATTACKS, "fgsm", "one_pixel_de", "one_pixel_random")
@@ -41,7 +40,6 @@ DENOISERS = ("gaussian", "poisson", "impulse_n2n")
 CLASSIFIER = "classifier"  # its key among the shared models
 METRICS = ("damage", "accuracy", "clean_accuracy", "success_rate", "queries", "mean_ratio", "share_in_band",
            "linf", "l2", "psnr_denoised", "psnr_attacked", "psnr_drop", "seconds")
-RESULT = "result.pt"
 BAND = (0.95, 1.05)  # the report's "unchanged" ratios
 EXAMPLES = 8  # images shown per trial
 
@@ -248,20 +246,8 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
 
 def tune_trainable(config: dict, shared: dict) -> None:
     """Ray Tune function trainable: one report with the per-image results as its checkpoint."""
-    from ray import tune
-
     torch.set_num_threads(shared.get("threads", 1))
-
-    def report(metrics, result):
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(result, os.path.join(tmp, RESULT))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-    run_trial(config, shared, report)
-
-
-def load_result(path: str) -> dict:
-    return torch.load(os.path.join(path, RESULT), weights_only=True)
+    run_trial(config, shared, report_result)
 
 
 def files_of(result: dict) -> dict[str, bytes]:

@@ -63,13 +63,14 @@ def setup(job):
 
     from ray import tune
 
+    from reconlab.models.io import share_model
     from reconlab.studies.ct.trial import DENOISER, tune_trainable
     from reconlab.training.classifier import VARIANTS
     from reconlab.training.denoiser import DenoiserSpec, fit_denoiser
     from reconlab.training.logged import ensure_model
 
     spec, ds = job.spec, job.data
-    shared = {"x": ds.x_test, "y": ds.y_test, "models": {}, "digests": {}, "threads": job.threads}
+    shared = {"x": ds.x_test, "y": ds.y_test, "threads": job.threads}
     params = {}
     models = [(v, VARIANTS[v], "classifier", None) for v in job.out["variants"]]
     if "pnp" in job.out["methods"]:
@@ -77,10 +78,8 @@ def setup(job):
     for name, tspec, family, fit in models:
         if spec.train.epochs is not None:
             tspec = dataclasses.replace(tspec, epochs=spec.train.epochs)
-        meta, state, run_id = ensure_model(job.client, job.exp_id, name, tspec, family=family, fit=fit,
-                                           **job.training())
-        shared["models"][name], shared["digests"][name] = (meta, state), tspec.digest()
-        params[f"model_uri.{name}"] = f"runs:/{run_id}/model"
+        share_model(shared, params, name, ensure_model(job.client, job.exp_id, name, tspec, family=family, fit=fit,
+                                                       **job.training()), tspec.digest())
     return tune.with_parameters(tune_trainable, shared=shared), params
 
 

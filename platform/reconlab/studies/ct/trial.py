@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 import time
 from typing import Literal
 
 import torch
 
 from reconlab.models.io import shared_model  # each shared model built once per worker process
+from reconlab.sweep.checkpoint import load_result, report_result
 
 METHODS = ("fbp", "sirt", "sirt_best", "sirt_tv", "hybrid", "hybrid_oracle", "pnp")
 UNTUNED = ("fbp", "sirt", "sirt_best")  # nothing to search: one trial per stratum
@@ -48,7 +47,6 @@ VARIANTS = ("sgd", "adam", "adam_fgsm")
 METRICS = ("psnr_val", "psnr", "ssim", "mse", "psnr_sirt", "gain_vs_sirt", "label_acc", "classifier_gain",
            "best_iteration",
            "seconds")
-RESULT = "result.pt"
 EXAMPLES = 8  # test images shown in the reconstructions figure
 
 
@@ -249,23 +247,8 @@ def run_trial(config: dict, shared: dict, report=None) -> tuple[dict, dict]:
 
 def tune_trainable(config: dict, shared: dict) -> None:
     """Ray Tune function trainable."""
-    from ray import tune
-
     torch.set_num_threads(shared.get("threads", 1))
-
-    def report(metrics, result):
-        if result is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(result, os.path.join(tmp, RESULT))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-    run_trial(config, shared, report)
-
-
-def load_result(path: str) -> dict:
-    return torch.load(os.path.join(path, RESULT), weights_only=True)
+    run_trial(config, shared, report_result)
 
 
 def files_of(result: dict, method: str) -> dict[str, bytes]:
