@@ -178,6 +178,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _write_synced(path: str, data: bytes) -> None:
+    """A file written in whole and on the disk (its directory made), owner-only."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_lines(path: str) -> list[dict | None]:
     """Every line of a spool; ``None`` for one a kill cut short."""
     out: list[dict | None] = []
@@ -310,16 +321,8 @@ class Spool:
             return {}
         out = {}
         for name, data in files.items():
-            rel = f"{TRIAL_FILES}/{trial_id}/{name}"
-            path = os.path.join(self._dir(), rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                _write_all(fd, data)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-            out[name] = rel
+            out[name] = f"{TRIAL_FILES}/{trial_id}/{name}"
+            _write_synced(os.path.join(self._dir(), out[name]), data)
         return out
 
     # the sweep's parent run (see ParentLog)
@@ -336,16 +339,9 @@ class Spool:
         line that names it), the line names the file and the artifact."""
         if not artifact_name_ok(name):
             raise ValueError(f"bad artifact name {name!r}")
-        os.makedirs(self._parent_dir(), exist_ok=True)
         rel = f"{PARENT_FILES}/{self._parent_files}.bin"
         self._parent_files += 1
-        fd = os.open(os.path.join(os.path.dirname(os.path.abspath(self.path)), rel),
-                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            _write_all(fd, data)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(os.path.join(self._dir(), rel), data)
         self.append({"op": "parent_artifact", "name": name, "file": rel})
 
     def parent_end(self, status: str, reason: str | None = None) -> None:
