@@ -430,12 +430,17 @@ def trials_of(grid) -> list:
     return grid._experiment_analysis.trials
 
 
-def best_result(results, metric: str, mode: str):
-    """The best of ``results`` by ``metric``; among ties, the lowest trial id.
+def ranked(results, metric: str, mode: str) -> list:
+    """``results`` best first by ``metric``; among ties, the lowest trial id.
     Deterministic whatever order the ResultGrid lists trials in (it differs
     after a --resume), so a resumed sweep logs the same best config."""
     sign = 1 if mode == "max" else -1
-    return min(results, key=lambda r: (-sign * r.metrics[metric], str(r.metrics.get("trial_id", ""))))
+    return sorted(results, key=lambda r: (-sign * r.metrics[metric], str(r.metrics.get("trial_id", ""))))
+
+
+def best_result(results, metric: str, mode: str):
+    """The best of ``results`` (``ranked``'s first)."""
+    return ranked(results, metric, mode)[0]
 
 
 def outcomes(grid) -> dict[str, tuple[str, str | None]]:

@@ -292,11 +292,11 @@ TOP_TRIALS = 10
 def best_trials(job: Job, grid) -> tuple[list[dict], list[str]]:
     """The best trials by the sweep's objective (ties: the lowest trial id),
     with the values they were given: (rows, columns)."""
-    from reconlab.sweep.runner import finite
+    from reconlab.sweep.runner import finite, ranked
 
     spec = job.spec
-    ok = [r for r in grid if r.error is None and r.metrics and finite(r.metrics.get(spec.metric))]
-    ok.sort(key=lambda r: ((-1 if spec.mode == "max" else 1) * r.metrics[spec.metric], str(r.metrics.get("trial_id"))))
+    ok = ranked([r for r in grid if r.error is None and r.metrics and finite(r.metrics.get(spec.metric))],
+                spec.metric, spec.mode)
     params = [*spec.search, *(k for k in spec.fixed if k not in spec.search)]
     metrics = [spec.metric, *(m for m in job.study.metrics if m != spec.metric)]
     rows = [{"trial": r.metrics.get("trial_id", ""), **{m: r.metrics.get(m, "") for m in metrics},
