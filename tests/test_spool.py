@@ -46,6 +46,23 @@ def trial_runs(c, exp, parent):
 
 
 def reconlab(*args):
+    """`reconlab ARGS` in this process: its exit code and what it printed.
+    (The first test and the credentials test run the real console script.)"""
+    import contextlib
+    import io
+
+    from reconlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(list(args))
+        except SystemExit as e:
+            rc = e.code
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
+
+def reconlab_process(*args):
     return subprocess.run([sys.executable, "-c", "import sys; from reconlab.cli import main; sys.exit(main())", *args],
                           capture_output=True, text=True, timeout=120)
 
@@ -56,7 +73,7 @@ def test_sync_delivers_what_a_dead_driver_spooled_and_a_second_replay_changes_no
     os.makedirs(path.parent)
     write_undelivered(path, uri, exp, parent)
     assert spool.find_spools(str(d)) == [str(path)]
-    p = reconlab("sync", str(d))
+    p = reconlab_process("sync", str(d))
     assert p.returncode == 0, p.stderr
     assert f"{path}: 11 delivered, 0 left" in p.stdout  # header, 2 starts, 6 metric lines, 2 ends
     runs = trial_runs(c, exp, parent)
@@ -225,7 +242,7 @@ def test_a_spool_file_runs_no_code(sweep):
     path = d / "tune" / "evil" / spool.SPOOL_FILE
     _spool_with_header(path, {**head, "artifacts": "os:system"}, start, end)
     p = reconlab("sync", str(path))
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 1 and "2 delivered, 0 left, 1 unreadable line(s) skipped" in p.stdout, p.stdout + p.stderr
     assert not marker.exists()
     (r,) = trial_runs(c, exp, parent).values()
     assert r.info.status == "RUNNING"  # the malformed end line was skipped, not applied
@@ -302,7 +319,9 @@ def test_an_end_line_cannot_upload_a_file_outside_the_storage_directory(sweep, t
     end = {"op": "end", "trial": "t", "status": "FINISHED", "reason": None, "ref": {}, "files": {"x.png": target}}
     _spool_with_header(path, head, start, end)
     p = reconlab("sync", str(path))
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 1, p.stderr  # a line skipped, or a file not uploaded: never "all delivered"
+    assert ("1 unreadable line(s) skipped" in p.stdout) == (not target.endswith("link.png")), p.stdout
+    assert ("1 refused by the store (first: file x.png of trial t" in p.stdout) == target.endswith("link.png")
     (r,) = trial_runs(c, exp, parent).values()
     assert not list(c.list_artifacts(r.info.run_id))
     # a line that names a path badly is not applied at all; a link out is applied without its file
@@ -466,7 +485,7 @@ def test_a_parent_artifact_line_cannot_name_a_file_outside_the_spool(sweep):
                        {"op": "parent_artifact", "name": "x.txt", "file": "../../secret.txt"},
                        {"op": "parent_artifact", "name": "../../escape.txt", "file": "parent_artifacts/0.bin"})
     assert spool.read_lines(str(path))[1:] == [None, None]
-    assert reconlab("sync", str(path)).returncode == 0
+    assert reconlab("sync", str(path)).returncode == 1
     assert c.list_artifacts(parent) == []
 
 
@@ -484,7 +503,7 @@ def test_trial_runs_repeat_the_sweep_run_s_source_and_dataset_and_the_experiment
         c.set_tag(parent, k, v)
     c.log_inputs(parent, datasets=[tracking.dataset_input("digits", "0123456789abcdef" * 4)])
     write_undelivered(d / spool.SPOOL_FILE, uri, exp, parent)
-    assert spool.sync(str(d / spool.SPOOL_FILE), uri) == (11, 0)
+    assert spool.sync(str(d / spool.SPOOL_FILE), uri) == spool.Synced(11, 0, [], 0)
     runs = trial_runs(c, exp, parent)
     assert len(runs) == 2
     for r in runs.values():
@@ -533,3 +552,186 @@ def test_a_trial_s_nodes_become_tags_of_its_run_and_a_move_is_recorded(sweep):
 def test_a_malformed_tags_line_is_refused(line):
     assert spool.check_line(line) == "malformed tags line"
     assert spool.check_line({"op": "tags", "trial": "t", "tags": {"reconlab.node_id": "x"}}) is None
+
+
+# ------------------------------------------------------------ the store's edges (issue 30)
+
+def test_retarget_into_a_store_without_the_sweep_s_run_stops_before_marking_anything(sweep, tmp_path_factory):
+    """The sweep's old store is gone; `--retarget` into a new, empty one used
+    to print "N delivered" while every write failed and to mark the spool
+    delivered. It now stops with exit 2 and one line, the spool untouched, and
+    the right store still gets everything."""
+    d, uri, c, exp, parent = sweep
+    path = d / "tune" / "s" / spool.SPOOL_FILE
+    os.makedirs(path.parent)
+    write_undelivered(path, uri, exp, parent)
+    other = tmp_path_factory.mktemp("elsewhere")
+    new_uri = f"sqlite:///{other}/mlflow.db"
+    nc = tracking.client(new_uri)
+    tracking.experiment_id(nc, "spool", storage_dir=str(other), uri=new_uri)  # the same experiment id, another store
+    p = reconlab("sync", str(path), "--tracking-uri", new_uri, "--retarget")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stdout + p.stderr
+    assert f"the store has no run {parent} in experiment {exp}" in p.stderr and str(path) in p.stderr
+    assert spool.done_count(str(path)) == 0 and spool.find_spools(str(d)) == [str(path)]
+    assert nc.search_runs([e.experiment_id for e in nc.search_experiments()]) == []
+    p = reconlab("sync", str(path), "--tracking-uri", uri)
+    assert p.returncode == 0 and "11 delivered, 0 left" in p.stdout, p.stdout + p.stderr
+    assert {t: r.info.status for t, r in trial_runs(c, exp, parent).items()} == {"t1": "FINISHED", "t2": "FINISHED"}
+
+
+def test_refusals_are_counted_apart_and_named_once(sweep, caplog):
+    """A line the store refuses for good is not "delivered": `sync` counts
+    the refusals apart and names the first; the log names one, not each."""
+    import logging
+
+    d, uri, c, exp, parent = sweep
+    path = d / spool.SPOOL_FILE
+    s = spool.Spool(str(path), uri, exp, parent, "acc", deliver=False)
+    for t in ("a", "b", "c"):
+        s.start(t, f"trial_{t}", {"lr*": "0.1"}, "fn")  # a name MLflow refuses
+        s.metrics(t, 1, {"acc": 0.5})
+        s.end(t, "FINISHED", None)
+    s.close()
+    with caplog.at_level(logging.WARNING, logger="reconlab.spool"):
+        got = spool.sync(str(path), uri)
+    assert (got.delivered, got.left, got.unreadable, len(got.refused)) == (7, 0, 0, 3), got  # the header counts
+    assert got.refused[0].startswith("start a: ") and "refused by the store (first: start a: " in got.summary()
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+    runs = trial_runs(c, exp, parent)
+    # the refused params do not sink the trial's other lines
+    assert all(r.info.status == "FINISHED" and history(c, r.info.run_id) == [1] for r in runs.values())
+
+
+def _real_spool(path, uri, exp, parent):
+    """A spool as a driver writes it (the same calls): three trials with
+    params, reports, node tags and files, and the parent's log, artifact and
+    end. Returns its lines."""
+    s = spool.Spool(str(path), uri, exp, parent, "acc", deliver=False,
+                    files=lambda ref: {"grid.json": b'{"x": 1}'})
+    for t in ("t1", "t2", "t3"):
+        s.start(t, f"trial_{t}", {"lr": "0.1", "seed": t[-1]}, "fn")
+    for step in STEPS:
+        for t in ("t1", "t2", "t3"):
+            s.metrics(t, step, {"acc": step / 10, "loss": 1.0 / step})
+    s.tags("t2", {"reconlab.node_id": "n1"})
+    for t in ("t1", "t2", "t3"):
+        s.end(t, "FINISHED", None, {"config": {"lr": 0.1}, "last_result": {}, "checkpoint": None})
+    s.parent_log({"best_lr": "0.1"}, {"best_acc": 0.3})
+    s.parent_artifact("table.txt", b"a table")
+    s.parent_end("FINISHED")
+    s.close()
+    return path.read_bytes().splitlines(keepends=True)
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    uri = f"sqlite:///{d}/mlflow.db"
+    c = tracking.client(uri)
+    return d, uri, c, tracking.experiment_id(c, "fuzz", storage_dir=str(d), uri=uri)
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2 ** 63, max_value=10 ** 400),
+                        st.floats(), st.text(max_size=20), st.text(min_size=5000, max_size=6000))
+    return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                        max_leaves=6)
+
+
+def _corruptions():
+    from hypothesis import strategies as st
+
+    flip = st.tuples(st.just("flip"), st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), st.integers(1, 255))
+    cut = st.tuples(st.just("cut"), st.integers(0, 10 ** 6), st.integers(0, 10 ** 6))
+    retype = st.tuples(st.just("retype"), st.integers(0, 10 ** 6), st.sampled_from(_KEYS), _json_values())
+    repeat = st.tuples(st.just("repeat"), st.integers(0, 10 ** 6))
+    swap = st.tuples(st.just("swap"), st.integers(0, 10 ** 6), st.integers(0, 10 ** 6))
+    return st.lists(st.one_of(flip, cut, retype, repeat, swap), min_size=1, max_size=4)
+
+
+_KEYS = ("op", "trial", "step", "ts", "values", "params", "tags", "status", "reason", "ref", "files", "name",
+         "trainable", "metrics", "file", "uri", "exp_id", "parent")  # every key a line has, and then some
+
+
+def _corrupt(lines: list[bytes], how) -> list[bytes]:
+    """Apply the corruptions to the lines after the header (a bad header is
+    the whole spool's refusal, tested apart)."""
+    import json
+
+    head, body = lines[:1], list(lines[1:])
+    for c in how:
+        i = c[1] % len(body)
+        if c[0] == "flip":
+            b = bytearray(body[i])
+            b[c[2] % len(b)] ^= c[3]
+            body[i] = bytes(b)
+        elif c[0] == "cut":
+            body[i] = body[i][:c[2] % len(body[i])] + b"\n"
+        elif c[0] == "retype":
+            try:
+                op = json.loads(body[i])
+                op[c[2]] = c[3]
+                body[i] = json.dumps(op).encode() + b"\n"
+            except (ValueError, TypeError):
+                pass
+        elif c[0] == "repeat":
+            body.insert(i, body[i])
+        else:
+            j = c[2] % len(body)
+            body[i], body[j] = body[j], body[i]
+    return head + body
+
+
+def _trial_of(raw: bytes):
+    import json
+
+    try:
+        op = json.loads(raw)
+        return op.get("trial") if isinstance(op, dict) and isinstance(op.get("trial"), str) else None
+    except ValueError:
+        return None
+
+
+def test_a_corrupted_spool_never_crashes_sync_and_every_intact_trial_arrives(fuzz_store):
+    """Random corruptions of a real spool (bytes flipped, lines cut, fields
+    given any JSON value of any size, lines repeated or swapped): `sync`
+    raises nothing, and every trial whose lines were all left alone (and in
+    order) arrives whole: its params, every step, its status and its file."""
+    from hypothesis import HealthCheck, example, given, settings
+
+    d, uri, c, exp = fuzz_store
+    n = iter(range(10 ** 6))
+
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(_corruptions())
+    @example([("retype", 2, "op", {"op": "end"})])  # each crashed or hung sync before (issue 30)
+    @example([("retype", 3, "step", 10 ** 30), ("retype", 5, "ts", -(10 ** 20))])
+    @example([("retype", 4, "values", {"acc": 10 ** 400})])
+    @example([("retype", 0, "trial", {"t": 1})])
+    @example([("retype", 1, "params", {"lr": 5}), ("retype", 7, "params", {"lr": None})])
+    def check(how):
+        parent = c.create_run(exp, tags={tracking.TAG_SWEEP: "s"}).info.run_id
+        path = d / "tune" / f"s{next(n)}" / spool.SPOOL_FILE
+        path.parent.mkdir(parents=True)
+        lines = _real_spool(path, uri, exp, parent)
+        bad = _corrupt(lines, how)
+        path.write_bytes(b"".join(bad))
+        got = spool.sync(str(path), uri, timeout=30)
+        assert got.left == 0
+        assert got.delivered + got.unreadable + len(got.refused) == len(bad)  # every line accounted for
+        mine = {t: [x for x in lines if _trial_of(x) == t] for t in ("t1", "t2", "t3")}
+        touched = {_trial_of(x) for x in bad if x not in lines} | {_trial_of(x) for x in lines if x not in bad}
+        runs = trial_runs(c, exp, parent)
+        for t, own in mine.items():
+            if t in touched or [x for x in bad if _trial_of(x) == t] != own:
+                continue
+            r = runs[t]
+            assert r.data.params == {"lr": "0.1", "seed": t[-1]} and r.info.status == "FINISHED"
+            assert history(c, r.info.run_id) == STEPS
+            assert [a.path for a in c.list_artifacts(r.info.run_id)] == ["grid.json"]
+
+    check()

@@ -89,14 +89,19 @@ def sync(argv: list[str]) -> int:
             spools += spool.find_spools(path)
         else:
             raise InputError("no such file or directory", key="path", value=path)
-    left_total = 0
-    for s in spools:
+    incomplete = refused = 0
+    for s in spools:  # a spool refused whole (exit 2) does not stop the others
         uri = a.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
             "sqlite:///" + os.path.join(spool.storage_root(s), "mlflow.db")
-        tracking.check_tracking_uri(uri)
-        delivered, left = spool.sync(s, uri, retarget=a.retarget, timeout=a.timeout)
-        left_total += left
-        print(f"{s}: {delivered} delivered, {left} left")
+        try:
+            tracking.check_tracking_uri(uri)
+            done = spool.sync(s, uri, retarget=a.retarget, timeout=a.timeout)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            refused += 1
+            continue
+        incomplete += not done.complete
+        print(f"{s}: {done.summary()}")
     if not spools:
         print("nothing to deliver")
-    return EXIT_FAILURE if left_total else EXIT_OK
+    return EXIT_BAD_INPUT if refused else EXIT_FAILURE if incomplete else EXIT_OK

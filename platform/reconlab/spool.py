@@ -51,6 +51,7 @@ import re
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from reconlab import tracking
@@ -75,10 +76,18 @@ TRANSIENT = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDE
              "DEADLINE_EXCEEDED", "ABORTED"}
 
 
+# Errors no retry can cure: a value the client cannot even send
+_PERMANENT = (TypeError, KeyError, AttributeError, ArithmeticError, RecursionError, UnicodeError)
+
+
 def transient(e: Exception) -> bool:
+    """Whether a failed write may succeed later (a store away, busy or
+    overloaded) rather than never (a refusal, a value that cannot be sent)."""
     from mlflow.exceptions import MlflowException
 
-    return not isinstance(e, MlflowException) or e.error_code in TRANSIENT
+    if isinstance(e, MlflowException):
+        return e.error_code in TRANSIENT
+    return not isinstance(e, _PERMANENT)
 
 
 # ------------------------------------------------------------ what a line may say
@@ -101,35 +110,54 @@ def _files_ok(files) -> bool:
         for k, v in files.items())
 
 
+INT64 = 2 ** 63 - 1  # steps and time stamps must fit the store's integer columns
+
+
+def _int64(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -INT64 <= v <= INT64
+
+
+def _number(v) -> bool:
+    """A metric value MLflow stores as a double (an int beyond it would raise)."""
+    return (isinstance(v, float) or isinstance(v, int)) and (isinstance(v, float) or abs(v) < 1e308)
+
+
 def _scalars(d, values=(str, int, float, bool, type(None))) -> bool:
-    return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, values) for k, v in d.items())
+    ok = values if callable(values) else (lambda v: isinstance(v, values))
+    return isinstance(d, dict) and all(isinstance(k, str) and ok(v) for k, v in d.items())
 
 
 def check_line(op) -> str | None:
     """What is wrong with a spool line read from disk, or None when it can be
-    applied (the right op, keys and types; a ``ref`` that is a dict)."""
+    applied (the right op, keys and types; a ``ref`` that is a dict). Any JSON
+    value may reach here, of any type or size: nothing is used before it is
+    checked."""
     if not isinstance(op, dict):
         return "not an object"
     kind = op.get("op")
-    num = (int, float)
+    if not isinstance(kind, str):
+        return f"an op that is not a string ({type(kind).__name__})"
+    num = _number
     trial = isinstance(op.get("trial"), str)
     ok = {
         "header": lambda: True,
-        "start": lambda: trial and _scalars(op.get("params") or {}),
-        "metrics": lambda: (trial and isinstance(op.get("step"), int) and isinstance(op.get("ts"), int)
+        "start": lambda: (trial and _scalars(op.get("params") or {}, (str,))
+                          and isinstance(op.get("name", ""), (str, type(None)))
+                          and isinstance(op.get("trainable", ""), (str, type(None)))),
+        "metrics": lambda: (trial and _int64(op.get("step")) and _int64(op.get("ts"))
                             and _scalars(op.get("values"), num)),
         "tags": lambda: trial and _scalars(op.get("tags"), (str,)) and bool(op["tags"]),
         "end": lambda: (trial and op.get("status") in ("FINISHED", "FAILED", "KILLED")
                         and isinstance(op.get("ref", {}), dict) and isinstance(op.get("reason"), (str, type(None)))
                         and _files_ok(op.get("files", {}))),
         "parent_log": lambda: (_scalars(op.get("params") or {}, (str,)) and _scalars(op.get("metrics") or {}, num)
-                               and isinstance(op.get("ts"), int)),
+                               and _int64(op.get("ts"))),
         "parent_artifact": lambda: (artifact_name_ok(op.get("name")) and isinstance(op.get("file"), str)
                                     and bool(_PARENT_FILE.match(op["file"]))),
         "parent_end": lambda: op.get("status") in ("FINISHED", "FAILED", "KILLED"),
     }.get(kind)
     if ok is None:
-        return f"unknown op {kind!r}"
+        return f"unknown op {kind[:40]!r}"
     return None if ok() else f"malformed {kind} line"
 
 
@@ -249,7 +277,8 @@ class Spool:
         self.run_ids: dict[str, str] = {}
         self.created: set[str] = set()  # runs this process created and has not started yet
         self._params_due: dict[str, list] = {}  # run id -> params to send with its next points
-        self._old_trials = {op["trial"] for op in lines if op and "trial" in op}  # may have runs already
+        self._params_sent: set[str] = set()  # runs whose params this process has logged
+        self._old_trials = {op["trial"] for op in lines if op and isinstance(op.get("trial"), str)}  # may have runs
         self._failed = False  # a call failed: it may have landed, so search before creating
         self.last_step: dict[str, int] = {}
         self.errors: list[str] = []
@@ -264,6 +293,11 @@ class Spool:
         self._wake = threading.Event()  # set by flush: deliver now instead of after batch_s
         self._t = None
         if deliver:
+            self.start_delivery()
+
+    def start_delivery(self) -> None:
+        """Start the background thread that delivers the lines."""
+        if self._t is None:
             self._t = threading.Thread(target=self._run, name="reconlab-spool", daemon=True)
             self._t.start()
 
@@ -423,11 +457,10 @@ class Spool:
                 self.last_step.clear()
                 self._failed = True
                 if not transient(e):
-                    if len(ops) > 1:
+                    if len(ops) > 1:  # each start line queues its run's params again
+                        self._params_due.clear()
                         return all(self._deliver([op]) for op in ops)
-                    op = ops[0] or {}
-                    self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {e}"[:500])
-                    log.warning("tracking write skipped: %s", e)
+                    self._refused(ops[0] or {}, e)
                     return True
                 if self.waiting_since is None:
                     self.waiting_since = time.time()
@@ -435,6 +468,15 @@ class Spool:
                 if self._stop.wait(RETRY_WAIT_S[min(tries, len(RETRY_WAIT_S) - 1)]):
                     return False
                 tries += 1
+
+    def _refused(self, op: dict, e: Exception) -> None:
+        """A line the store refuses for good: counted in ``errors`` (the
+        first one is logged; the rest go in the summary of ``sync`` and the
+        job). The run's params go with the refused line: sent again with
+        every later line, they would sink those too."""
+        self._params_due.pop(self.run_ids.get(op.get("trial")), None)
+        self.errors.append(f"{op.get('op')} {op.get('trial', '')}: {type(e).__name__}: {e}"[:500])
+        (log.warning if len(self.errors) == 1 else log.debug)("tracking write refused: %s", self.errors[-1])
 
     def apply_all(self, ops: list) -> None:
         """Apply lines in order, with the metric points of each run coalesced
@@ -451,6 +493,8 @@ class Spool:
                 self.apply_parent(op)
                 continue
             run_id = self._run_for(op)
+            if op["op"] == "start" and run_id not in self._params_sent:
+                self._params_due[run_id] = self._params(op)
             if op["op"] == "metrics":
                 step = int(op["step"])
                 if step > self._last_step(run_id):
@@ -474,6 +518,7 @@ class Spool:
                 m = metrics[:MAX_ENTRIES_PER_BATCH - len(p)]
                 self.client.log_batch(run_id, metrics=m, params=p)
                 params, metrics = params[len(p):], metrics[len(m):]
+            self._params_sent.add(run_id)
         finally:
             if params:  # a failed call: what it may not have logged goes again
                 self._params_due[run_id] = params
@@ -562,13 +607,17 @@ class Spool:
                 c.log_inputs(run_id, datasets=datasets)
             self.created.add(run_id)  # new, RUNNING and without points: nothing to ask the store
             self.last_step.setdefault(run_id, -1)
-        from mlflow.entities import Param
-
         # sent with the run's first points (again for a found run: its creator
         # may have died before logging them)
-        self._params_due[run_id] = [Param(k, v) for k, v in (op.get("params") or {}).items()]
+        self._params_due[run_id] = self._params(op)
         self.run_ids[tid] = run_id
         return run_id
+
+    @staticmethod
+    def _params(op: dict) -> list:
+        from mlflow.entities import Param
+
+        return [Param(k, v) for k, v in (op.get("params") or {}).items()]
 
     def _from_parent(self) -> tuple[dict, list]:
         """The source tags (job, git commit) and dataset inputs of the sweep's
@@ -635,11 +684,58 @@ class Spool:
         return counts
 
 
-def sync(path: str, uri: str, *, retarget: bool = False, timeout: float | None = None) -> tuple[int, int]:
+@dataclass
+class Synced:
+    """What one ``sync`` did with a spool's undelivered lines: ``delivered``,
+    ``left`` (the store stayed away), ``refused`` (the store refused them for
+    good, or a file they name is gone: one entry each) and ``unreadable``
+    (not JSON, or not a valid line: skipped). Only ``delivered`` reached the
+    store."""
+
+    delivered: int
+    left: int
+    refused: list[str]
+    unreadable: int
+
+    @property
+    def complete(self) -> bool:
+        return not (self.left or self.refused or self.unreadable)
+
+    def summary(self) -> str:
+        out = f"{self.delivered} delivered, {self.left} left"
+        if self.unreadable:
+            out += f", {self.unreadable} unreadable line(s) skipped"
+        if self.refused:
+            out += f", {len(self.refused)} refused by the store (first: {self.refused[0]})"
+        return out
+
+
+def _check_sweep_run(s: "Spool", path: str) -> None:
+    """The store must hold the sweep's run in the sweep's experiment, or
+    nothing the spool says can land: stop (exit 2) before delivering or
+    marking anything. A store that does not answer is left to the delivery
+    loop, which waits for it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = s.client.get_run(s.parent)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            return
+        run = None
+    if run is None or run.info.experiment_id != s.exp_id:
+        raise InputError(f"the store has no run {s.parent} in experiment {s.exp_id} (the sweep's run), so nothing in "
+                         "this spool can be delivered there; deliver it to the store it was written for (or a copy "
+                         "of it)", key="path", value=path)
+
+
+def sync(path: str, uri: str, *, retarget: bool = False, timeout: float | None = None) -> Synced:
     """Deliver what a spool still holds to the store ``uri`` (``reconlab
     sync``). The store the spool's header names is never contacted: it is
     only compared with ``uri``, and a spool written for another store is
-    refused unless ``retarget``. Returns (lines delivered, lines left)."""
+    refused unless ``retarget``. Either way the store must hold the sweep's
+    run (``_check_sweep_run``): a spool is never marked delivered into a
+    store that lacks it."""
     if os.path.isdir(path):
         path = os.path.join(path, SPOOL_FILE)
     lines = read_lines(path)
@@ -653,12 +749,19 @@ def sync(path: str, uri: str, *, retarget: bool = False, timeout: float | None =
         raise InputError(f"the spool was written for the store {head.get('uri')!r}, not {tracking.redact(uri)!r}; "
                          "pass that store as --tracking-uri, or --retarget to deliver here anyway",
                          key="path", value=path)
-    before = max(len(lines) - done_count(path), 0)
-    s = Spool(path, uri, head["exp_id"], head["parent"], head["step_key"])
+    done = min(done_count(path), len(lines))
+    unreadable = sum(op is None for op in lines[done:])
+    s = Spool(path, uri, head["exp_id"], head["parent"], head["step_key"], deliver=False)
+    try:
+        _check_sweep_run(s, path)
+    except BaseException:
+        s.close()
+        raise
+    s.start_delivery()
     s.flush(timeout)
     left = s.pending()
     s.close()
-    return before - left, left
+    return Synced(len(lines) - done - left - unreadable - len(s.errors), left, list(s.errors), unreadable)
 
 
 def find_spools(root: str) -> list[str]:

@@ -206,7 +206,32 @@ def client(uri: str):
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    c = MlflowClient(tracking_uri=uri)
+    _create_store_once(c, uri)
+    return c
+
+
+_READY: set[str] = set()  # SQLite stores this process has opened (so created, if they were new)
+
+
+def _create_store_once(c, uri: str) -> None:
+    """Open a SQLite store under an exclusive ``flock`` beside its file: the
+    first process to open a new store creates its tables (MLflow's
+    migrations, seconds) while any other job started at the same moment
+    waits, instead of racing it to ``duplicate column name``. Other stores
+    (servers, databases) create themselves."""
+    if not uri.startswith("sqlite:///") or uri in _READY:
+        return
+    import fcntl
+
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        c.search_experiments(max_results=1)  # builds the store: creates the tables of a new one
+    finally:
+        os.close(fd)  # drops the lock
+    _READY.add(uri)
 
 
 def artifact_root(uri: str, storage_dir: str, name: str) -> str | None:

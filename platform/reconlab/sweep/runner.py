@@ -419,6 +419,9 @@ def run_tuner(spec, trainable: Callable, *, sweep: SweepRun, uri: str, metric_ke
             counts = spool.reconcile(outcomes(grid))
             if counts["orphans"]:
                 tracking.announce(f"closed {counts['orphans']} trial run(s) orphaned by a killed driver")
+        if spool.errors:
+            tracking.announce(f"{len(spool.errors)} tracking write(s) not delivered: refused by the store or a "
+                              f"file gone (first: {spool.errors[0]})")
         return grid
     finally:
         spool.close()
