@@ -14,45 +14,6 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")  # as the job
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def new_stores_from_one_migration(tmp_path_factory):
-    """Every new SQLite MLflow store a test opens in this process gets its
-    tables from one store migrated once per session (its schema's SQL,
-    replayed: milliseconds), instead of MLflow running its migrations again
-    (2-8 s on this machine, for each of about a hundred stores). The schema
-    is the one MLflow's migrations made; jobs the tests start as subprocesses
-    create their stores exactly as users' jobs do."""
-    import sqlite3
-
-    import mlflow.store.db.utils as db_utils
-    import mlflow.store.model_registry.sqlalchemy_store as registry_store
-
-    from reconlab import tracking
-
-    d = tmp_path_factory.mktemp("template-store")
-    tracking.client(f"sqlite:///{d}/mlflow.db")  # MLflow's own migrations, once
-    con = sqlite3.connect(d / "mlflow.db")
-    script = "\n".join(line for line in con.iterdump()  # the rows migrations write, not the Default experiment
-                       if not line.startswith(('INSERT INTO "experiments"', 'INSERT INTO "experiment_tags"')))
-    con.close()
-    migrate = db_utils._initialize_tables
-
-    def replay(engine):
-        if engine.url.get_backend_name() != "sqlite":
-            return migrate(engine)
-        raw = engine.raw_connection()
-        try:
-            raw.driver_connection.executescript(script)
-            raw.commit()
-        finally:
-            raw.close()
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(db_utils, "_initialize_tables", replay)
-        mp.setattr(registry_store, "_initialize_tables", replay)
-        yield
-
-
 @pytest.fixture(scope="session")
 def repo():
     return REPO
@@ -86,3 +47,37 @@ def smoke_store(tmp_path_factory, smoke_ray_tmp):
                 env={**FAKE_SECRETS, "RAY_TMPDIR": smoke_ray_tmp})
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return d, p
+
+
+DEEP_DECODER_SMOKE = """\
+name: dd
+metric: psnr_best_fit
+num_samples: 1
+stratify: [method, sigma]
+scheduler: {type: fifo}
+resources_per_trial: {cpu: 1, gpu: 0}
+fixed: {image: astronaut, crop: 64, iterations: 60, report_every: 20, stop_window: 10, stop_patience: 20,
+        dip_channels: 16, dip_scales: 3, k: 16}
+search:
+  method: {type: choice, values: [decoder, dip]}
+  sigma: {type: choice, values: [0.0, 25.0]}
+  lr: {type: loguniform, low: 0.005, high: 0.02}
+"""
+
+
+@pytest.fixture(scope="session")
+def two_jobs_one_new_store(tmp_path_factory):
+    """The deep decoder's and the prototypes' smoke jobs, started at the same
+    moment in one new storage directory (so both create its MLflow store at
+    once): {job: CompletedProcess}, and the directory. Each job's own test
+    checks its results; tests/test_tracking.py checks they both finished."""
+    from jobutil import run_jobs_together
+
+    d = tmp_path_factory.mktemp("two-jobs")
+    space = d / "dd.yaml"
+    space.write_text(DEEP_DECODER_SMOKE)
+    store = d / "store"
+    dd, proto = run_jobs_together(
+        ("deep_decoder_sweep.py", "--smoke-test", "--search-space", str(space), "--storage-path", str(store)),
+        ("prototype_sweep.py", "--smoke-test", "--storage-path", str(store)))
+    return {"deep_decoder": dd, "prototypes": proto}, store

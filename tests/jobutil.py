@@ -22,6 +22,19 @@ def run_job(script, *args, env=None, timeout=600):
                           timeout=timeout, env=e, cwd=REPO)
 
 
+def run_jobs_together(*jobs, timeout=900):
+    """Start every ``(script, *args)`` at the same moment; wait for all.
+    Returns their CompletedProcesses, in order."""
+    e = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [subprocess.Popen([sys.executable, os.path.join(REPO, "jobs", script), *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=e, cwd=REPO) for script, *args in jobs]
+    out = []
+    for (script, *args), p in zip(jobs, procs):
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append(subprocess.CompletedProcess([script, *args], p.returncode, stdout, stderr))
+    return out
+
+
 def runs_by_kind(uri, experiment):
     from reconlab import tracking
 

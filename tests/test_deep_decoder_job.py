@@ -8,22 +8,8 @@ import math
 import pytest
 import torch
 
-from jobutil import REPO, run_job, runs_by_kind
+from jobutil import REPO, runs_by_kind
 
-SMOKE = """\
-name: dd
-metric: psnr_best_fit
-num_samples: 1
-stratify: [method, sigma]
-scheduler: {type: fifo}
-resources_per_trial: {cpu: 1, gpu: 0}
-fixed: {image: astronaut, crop: 64, iterations: 60, report_every: 20, stop_window: 10, stop_patience: 20,
-        dip_channels: 16, dip_scales: 3, k: 16}
-search:
-  method: {type: choice, values: [decoder, dip]}
-  sigma: {type: choice, values: [0.0, 25.0]}
-  lr: {type: loguniform, low: 0.005, high: 0.02}
-"""
 
 
 def small(**kw):
@@ -135,18 +121,17 @@ def test_findings_judge_each_rule_on_its_worst_fit_and_compare_them_paired():
 
 
 @pytest.mark.slow
-def test_smoke_sweep_tables_curves_images_and_compression(tmp_path):
-    space = tmp_path / "dd.yaml"
-    space.write_text(SMOKE)
-    p = run_job("deep_decoder_sweep.py", "--smoke-test", "--search-space", str(space), "--storage-path",
-                str(tmp_path / "store"))
+def test_smoke_sweep_tables_curves_images_and_compression(two_jobs_one_new_store):
+    """(Run beside the prototypes' smoke job, in one new store: conftest.)"""
+    jobs, store = two_jobs_one_new_store
+    p = jobs["deep_decoder"]
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     out = p.stdout
     assert "best psnr_best_fit per image and method" in out
     assert "| astronaut | decoder | 25 | 1 |" in out and "| astronaut | dip | 25 | 1 |" in out
     assert "Compression (sigma 0" in out and "| astronaut | 16 | 6 | 1776 |" in out
     assert "no-reference stopping rule (ES-WMV)" in out
-    c, runs = runs_by_kind(f"sqlite:///{tmp_path}/store/mlflow.db", "reconlab-deep-decoder-smoke")
+    c, runs = runs_by_kind(f"sqlite:///{store}/mlflow.db", "reconlab-deep-decoder-smoke")
     (parent,) = runs["sweep"]
     assert parent.info.status == "FINISHED"
     names = {a.path for a in c.list_artifacts(parent.info.run_id)}

@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from jobutil import run_job, runs_by_kind
+from jobutil import runs_by_kind
 
 
 def fake_grid(f1: dict):
@@ -41,14 +41,16 @@ def test_the_weakest_head_verdict_is_paired_over_seeds():
 
 
 @pytest.mark.slow
-def test_smoke_sweep_trains_both_geometries_and_logs_the_table(tmp_path):
-    p = run_job("prototype_sweep.py", "--smoke-test", "--storage-path", str(tmp_path / "store"))
+def test_smoke_sweep_trains_both_geometries_and_logs_the_table(two_jobs_one_new_store):
+    """(Run beside the deep decoder's smoke job, in one new store: conftest.)"""
+    jobs, store = two_jobs_one_new_store
+    p = jobs["prototypes"]
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
     assert "| sphere | 2 | 1 |" in out and "| hyperbolic | 2 | 1 |" in out
     assert "78.4 / 77.2 / 77.1" in out and "92.4" in out
     assert "every placement within 0.01 of the best possible largest cosine: HOLDS" in out
-    c, runs = runs_by_kind(f"sqlite:///{tmp_path}/store/mlflow.db", "reconlab-prototypes-smoke")
+    c, runs = runs_by_kind(f"sqlite:///{store}/mlflow.db", "reconlab-prototypes-smoke")
     (parent,) = runs["sweep"]
     assert parent.info.status == "FINISHED"
     assert {"prototypes.md", "prototypes.csv"} <= {a.path for a in c.list_artifacts(parent.info.run_id)}

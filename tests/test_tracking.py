@@ -121,3 +121,74 @@ def test_resume_derives_the_tune_dir_and_refuses_a_tag_pointing_elsewhere(tmp_pa
     c.set_tag(first.run_id, TAG_TUNE_DIR, "/srv/shared/evil")
     with pytest.raises(InputError, match=r"key 'reconlab.tune_dir' = '/srv/shared/evil'"):
         resume_sweep(c, exp, spec, str(store))
+
+
+# ------------------------------------------------------------ a new SQLite store (issue 30)
+
+def test_a_store_from_the_snapshot_is_the_store_mlflow_s_migrations_make(tmp_path):
+    """``store_schema``'s snapshot is the schema MLflow's own migrations end
+    in, statement for statement (when the installed MLflow is at the snapshot's revision;
+    otherwise the snapshot is not used and MLflow migrates)."""
+    from mlflow.tracking import MlflowClient
+
+    from reconlab import store_schema
+    from reconlab.store_schema_sql import REVISION, SQL
+
+    migrated = tmp_path / "migrated.db"
+    MlflowClient(tracking_uri=f"sqlite:///{migrated}").search_experiments(max_results=1)  # MLflow's migrations
+    fast = tmp_path / "fast.db"
+    if store_schema.head_revision() != REVISION:
+        assert not store_schema.create(str(fast)) and not fast.exists()
+        pytest.skip(f"MLflow is at another schema revision than the snapshot's {REVISION}: "
+                    "regenerate it (python -m reconlab.store_schema)")
+    assert store_schema.statements(store_schema.dump(str(migrated))) == store_schema.statements(SQL)
+    assert store_schema.create(str(fast))
+    assert store_schema.statements(store_schema.dump(str(fast))) == store_schema.statements(SQL)
+    assert not store_schema.create(str(fast))  # never over an existing store
+    c = tracking.client(f"sqlite:///{fast}")
+    exp = tracking.experiment_id(c, "x", storage_dir=str(tmp_path), uri=f"sqlite:///{fast}")
+    run = c.create_run(exp)
+    c.log_metric(run.info.run_id, "acc", 0.5)
+    assert c.get_run(run.info.run_id).data.metrics == {"acc": 0.5}
+    assert {e.name for e in c.search_experiments()} == {"x", "Default"}
+
+
+def _open_store(uri, storage, name, barrier):
+    from reconlab import tracking as t
+
+    barrier.wait()
+    c = t.client(uri)
+    return t.experiment_id(c, name, storage_dir=storage, uri=uri)
+
+
+def test_processes_opening_one_new_store_at_once_all_get_it(tmp_path):
+    """Four processes open the same new store at the same moment: one creates
+    it (under the flock beside it) and every one gets its experiment. Two
+    jobs started together used to die with ``duplicate column name``."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as m, ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        barrier = m.Barrier(4)
+        ids = [f.result(timeout=120) for f in [pool.submit(_open_store, uri, str(tmp_path), f"e{i}", barrier)
+                                                for i in range(4)]]
+    assert len(set(ids)) == 4
+    c = tracking.client(uri)
+    assert {e.name for e in c.search_experiments()} == {"e0", "e1", "e2", "e3", "Default"}
+
+
+def test_two_jobs_started_together_in_a_new_directory_both_finish(two_jobs_one_new_store):
+    """Two different jobs started at the same moment in one new storage
+    directory (conftest): both exit 0, every run they made is FINISHED, in
+    one store."""
+    jobs, store = two_jobs_one_new_store
+    for name, p in jobs.items():
+        assert p.returncode == 0, (name, p.stdout[-2000:] + p.stderr[-3000:])
+        assert "duplicate column" not in p.stderr
+    c = tracking.client(f"sqlite:///{store}/mlflow.db")
+    exps = {e.name: e.experiment_id for e in c.search_experiments()}
+    assert {"reconlab-deep-decoder-smoke", "reconlab-prototypes-smoke"} <= set(exps)
+    runs = c.search_runs(list(exps.values()), max_results=1000)
+    assert len(runs) >= 2 + 4 + 2 and {r.info.status for r in runs} == {"FINISHED"}

@@ -206,32 +206,38 @@ def client(uri: str):
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    c = MlflowClient(tracking_uri=uri)
-    _create_store_once(c, uri)
-    return c
+    return _create_store_once(uri, lambda: MlflowClient(tracking_uri=uri))
 
 
 _READY: set[str] = set()  # SQLite stores this process has opened (so created, if they were new)
 
 
-def _create_store_once(c, uri: str) -> None:
-    """Open a SQLite store under an exclusive ``flock`` beside its file: the
-    first process to open a new store creates its tables (MLflow's
-    migrations, seconds) while any other job started at the same moment
-    waits, instead of racing it to ``duplicate column name``. Other stores
-    (servers, databases) create themselves."""
+def _create_store_once(uri: str, make_client):
+    """``make_client()`` (which opens the store), for a SQLite store under an
+    exclusive ``flock`` beside its file: the first process to open a new
+    store creates its tables (from ``store_schema``'s snapshot when it
+    matches the installed MLflow, else by MLflow's migrations) while any
+    other job started at the same moment waits, instead of racing it to
+    ``duplicate column name``. Other stores (servers, databases) create
+    themselves."""
     if not uri.startswith("sqlite:///") or uri in _READY:
-        return
+        return make_client()
     import fcntl
 
     path = uri[len("sqlite:///"):].split("?", 1)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        c.search_experiments(max_results=1)  # builds the store: creates the tables of a new one
+        if not os.path.exists(path) or not os.path.getsize(path):
+            from reconlab import store_schema
+
+            store_schema.create(path)
+        c = make_client()  # MLflow opens the store here (and migrates one that has no tables)
     finally:
         os.close(fd)  # drops the lock
     _READY.add(uri)
+    return c
 
 
 def artifact_root(uri: str, storage_dir: str, name: str) -> str | None:
