@@ -18,6 +18,10 @@ import pytest
 import faults
 
 EXPERIMENT = "reconlab-faults"
+# The suite's sizes; docs/results.md's figures come from the larger ones
+# named there (e.g. RECONLAB_CHAOS_TRIALS=16 RECONLAB_OUTAGE_S=60).
+CHAOS_TRIALS = int(os.environ.get("RECONLAB_CHAOS_TRIALS", "8"))
+OUTAGE_TRIALS = int(os.environ.get("RECONLAB_OUTAGE_TRIALS", "8"))
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +36,13 @@ def store(tmp_path_factory):
 
 
 def test_chaos_random_trial_workers_killed_every_few_seconds(store):
-    """16 trials; a random trial process is SIGKILLed every 3-5 s: every trial
-    finishes, each with one MLflow run holding each step once."""
+    """8 trials (16 for docs/results.md); a random trial process is SIGKILLed
+    every 3-5 s: every trial finishes, each with one MLflow run holding each
+    step once."""
     uri = f"sqlite:///{store}/store/mlflow.db"
     # 40 steps: long enough for >= 4 kills on a fast day (20 steps once gave 3 kills when the machine was idle)
-    p = faults.start_job("--search-space", faults.space(store / "chaos.yaml", "chaos", 16, steps=40), "--storage-path",
+    p = faults.start_job("--search-space", faults.space(store / "chaos.yaml", "chaos", CHAOS_TRIALS, steps=40),
+                         "--storage-path",
                          str(store / "store"), "--experiment", EXPERIMENT, "--max-failures", "50")
     stop, kills = threading.Event(), []
     killer = threading.Thread(target=faults.random_kills, args=(stop, "ray::ImplicitFunc", (3, 5), random.Random(0),
@@ -50,11 +56,11 @@ def test_chaos_random_trial_workers_killed_every_few_seconds(store):
         faults.kill_group(p)
     assert p.returncode == 0, err[-3000:]
     assert len(kills) >= 4, kills
-    c, parent, runs = faults.assert_one_complete_run_per_trial(uri, EXPERIMENT, "chaos", 16, steps=40)
+    c, parent, runs = faults.assert_one_complete_run_per_trial(uri, EXPERIMENT, "chaos", CHAOS_TRIALS, steps=40)
     tune_dir = parent.data.tags["reconlab.tune_dir"]
     retried = {t for t, steps in faults.tune_histories(tune_dir).items() if len(steps) != len(set(steps))}
     print(f"chaos: {len(kills)} trial processes killed; {len(retried)} trials redid a step")
-    assert "16 trials" in out
+    assert f"{CHAOS_TRIALS} trials" in out
 
 
 def test_driver_sigkill_at_random_points_then_resume_five_times(store):
@@ -109,7 +115,8 @@ def test_tracking_server_outage_mid_sweep_loses_no_point(store):
     outage = float(os.environ.get("RECONLAB_OUTAGE_S", "20"))
     port = faults.free_port()
     server = faults.start_mlflow_server(port, f"sqlite:///{store}/store/mlflow.db")
-    p = faults.start_job("--search-space", faults.space(store / "outage.yaml", "outage", 12, cpu=0.5, steps=60),
+    p = faults.start_job("--search-space", faults.space(store / "outage.yaml", "outage", OUTAGE_TRIALS, cpu=0.5,
+                                                        steps=60),
                          "--storage-path", str(store / "store"), "--experiment", EXPERIMENT,
                          "--tracking-uri", f"http://127.0.0.1:{port}")
     try:
@@ -126,7 +133,7 @@ def test_tracking_server_outage_mid_sweep_loses_no_point(store):
         assert "tracking store unreachable" in err and "is back" in err
         assert grown > 0  # trials kept reporting while the server was away
         c, parent, runs = faults.assert_one_complete_run_per_trial(f"http://127.0.0.1:{port}", EXPERIMENT, "outage",
-                                                                   12, steps=60)
+                                                                   OUTAGE_TRIALS, steps=60)
         print(f"outage {outage:.0f}s: {grown} spool lines written while the server was away; 0 points lost")
     finally:
         faults.kill_group(server)
