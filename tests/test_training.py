@@ -1,6 +1,7 @@
 """The classifier family under a real Ray runtime and a real MLflow store."""
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -57,6 +58,31 @@ def test_training_run_is_logged_and_reused(ray_local, tmp_path, digits):
                               storage_dir=str(tmp_path), log=lambda m: None)
     assert again[2] == run_id
     assert len(tracking.find_runs(c, exp, {tracking.TAG_FAMILY: "classifier"})) == 1
+    # ... and it is a registered MLflow model (issue 30): pt2, no pickle, loads with MLflow and classifies as ours
+    import mlflow.artifacts
+    import mlflow.pytorch
+
+    from reconlab.models import build
+    from reconlab.models.registry import TAG_RUN
+
+    from reconlab.models import registry
+
+    (v,) = c.search_model_versions("name = 'reconlab-classifier-adam_fgsm'")
+    want = {tracking.TAG_SPEC: spec.digest(), tracking.TAG_DATA: digits.fingerprint()}
+    assert registry.find(c, exp, "classifier", "adam_fgsm", want) == run_id  # what the reuse above looked up
+    assert registry.find(c, exp, "classifier", "adam_fgsm", {**want, tracking.TAG_SPEC: "other"}) is None
+    assert v.tags[TAG_RUN] == run_id and v.tags[tracking.TAG_SPEC] == spec.digest()
+    assert v.tags[tracking.TAG_DATA] == digits.fingerprint()
+    assert c.get_run(run_id).data.tags["reconlab.registered_model"] == "models:/reconlab-classifier-adam_fgsm/1"
+    mine = build(meta["builder"], **meta["kwargs"])
+    mine.load_state_dict(state)
+    theirs = mlflow.pytorch.load_model("models:/reconlab-classifier-adam_fgsm/1")
+    x = digits.x_test[:64]
+    assert torch.allclose(theirs(x), mine.eval()(x), atol=1e-5)
+    assert (theirs(x).argmax(1) == digits.y_test[:64]).float().mean() > 0.5  # it classifies digits
+    local = mlflow.artifacts.download_artifacts("models:/reconlab-classifier-adam_fgsm/1", dst_path=str(tmp_path / "m"))
+    stored = {os.path.relpath(os.path.join(r, f), local) for r, _, fs in os.walk(local) for f in fs}
+    assert "data/model.pt2" in stored and not [f for f in stored if f.endswith((".pkl", ".pickle", ".pth"))]
 
 
 def load_model_state_keys():

@@ -33,8 +33,20 @@ def load_logged_model(c, run_id: str):
 
 
 def _find_logged(c, exp_id: str, family: str, variant: str, spec, dataset):
-    """(meta, state_dict, run_id) of a finished run with this spec on this data, or None."""
+    """(meta, state_dict, run_id) of a finished run with this spec on this
+    data, or None: the Model Registry's newest matching version first, then
+    (a store from before the registry) the runs' tags."""
+    from reconlab.models import registry
+
     tags = _tags(family, variant, spec, dataset)
+    registered = registry.find(c, exp_id, family, variant,
+                               {k: tags[k] for k in (tracking.TAG_SPEC, tracking.TAG_DATA)})
+    if registered is not None:
+        try:
+            meta, state = load_logged_model(c, registered)
+            return meta, state, registered
+        except Exception:  # artifacts missing: look further
+            pass
     for run in tracking.find_runs(c, exp_id, tags, status="FINISHED", max_results=5):
         try:
             meta, state = load_logged_model(c, run.info.run_id)
@@ -59,12 +71,19 @@ def _open_run(c, exp_id, family, variant, spec, dataset, data_root, num_workers)
     return run.info.run_id
 
 
-def _close_run(c, run_id: str, model_dir: str, seconds: float):
-    """Log the model directory (``model.json`` + ``state_dict.pt``) and end the
-    run FINISHED; returns (meta, state_dict)."""
+def _close_run(c, run_id: str, model_dir: str, seconds: float, *, family: str, variant: str, spec, dataset):
+    """Log the model directory (``model.json`` + ``state_dict.pt``), register
+    the model (``models.registry``: a pt2 MLflow model, its version tagged
+    with the spec digest and data fingerprint) and end the run FINISHED;
+    returns (meta, state_dict)."""
     import json
 
+    from reconlab.models import registry
+
     c.log_artifacts(run_id, model_dir, artifact_path="model")
+    tags = _tags(family, variant, spec, dataset)
+    registry.register_logged(c, run_id, model_dir, dataset.x_train[:2], family=family, variant=variant,
+                             tags={k: tags[k] for k in (tracking.TAG_SPEC, tracking.TAG_DATA)})
     with open(os.path.join(model_dir, "model.json")) as f:
         meta = json.load(f)
     state = torch.load(os.path.join(model_dir, "state_dict.pt"), map_location="cpu", weights_only=True)
@@ -100,7 +119,8 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
         if result.error is not None:
             raise result.error
         with result.checkpoint.as_directory() as d:
-            meta, state = _close_run(c, run_id, d, time.time() - t0)
+            meta, state = _close_run(c, run_id, d, time.time() - t0, family=family, variant=variant, spec=spec,
+                                     dataset=dataset)
         final = result.metrics or {}
     except BaseException as e:
         c.set_tag(run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
@@ -169,7 +189,8 @@ def ensure_models(c, exp_id: str, specs: dict, *, dataset, data_root, uri: str, 
             got = {}
             with result.checkpoint.as_directory() as d:
                 for n in names:
-                    got[n] = (*_close_run(c, runs[n], os.path.join(d, n), time.time() - t0), runs[n])
+                    got[n] = (*_close_run(c, runs[n], os.path.join(d, n), time.time() - t0, family=family, variant=n,
+                                          spec=missing[n], dataset=dataset), runs[n])
                     log(f"{family} '{n}': test acc {c.get_run(runs[n]).data.metrics.get('test_acc', float('nan')):.3f}")
             return got
         except BaseException as e:
