@@ -107,4 +107,12 @@ def test_the_mlflow_ui_shows_the_sweep_its_comparison_and_an_image_artifact(brow
     page.wait_for_function("Array.from(document.images).some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)",
                            timeout=90_000)
     page.screenshot(path=os.path.join(OUT, "mlflow_artifact.png"))
+    # the Models tab lists every model the job trained, registered (issue 30)
+    names = sorted(m.name for m in c.search_registered_models())
+    assert any(n.startswith("reconlab-classifier-") for n in names) and "reconlab-vae-reader_vae" in names, names
+    page.goto(f"{base}/#/models")
+    page.wait_for_selector(f"text={names[0]}", timeout=90_000)
+    body = page.inner_text("body")
+    assert all(n in body for n in names), (names, body[:2000])
+    page.screenshot(path=os.path.join(OUT, "mlflow_models.png"))
     page.close()

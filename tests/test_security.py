@@ -185,7 +185,26 @@ def _load_findings(tree) -> list[tuple[int, str, str, str]]:
             arg = node.args[0] if node.args else _kw(node, "name")
             if not _is_str(arg):
                 out.add((node.lineno, "dynamic_import", name, func))
+        elif name in ("mlflow.pytorch.log_model", "mlflow.pytorch.save_model"):
+            if not _is_literal(_kw(node, "serialization_format"), "pt2"):  # MLflow's default pickles the module
+                out.add((node.lineno, "pickled_model", name, func))
+        elif name == "mlflow.pytorch.load_model":  # unpickles any model not saved as pt2
+            out.add((node.lineno, "model_load", name, func))
     return sorted(out)
+
+
+def test_every_pytorch_model_we_log_is_pt2_and_we_load_none():
+    """Models go to MLflow as torch.export programs (issue 30), never as
+    MLflow's default pickled module; the platform loads its own weights-only
+    files, never an MLflow PyTorch model (whose loader would unpickle one
+    that is not pt2)."""
+    files = dict(_py_files())
+    found = {(path, kind) for path, tree in files.items() for _, kind, _, _ in _load_findings(tree)
+             if kind in ("pickled_model", "model_load")}
+    assert not found, found
+    logs = [path for path, tree in files.items() for aliases in [_aliases(tree)] for c, _, _ in _calls(tree)
+            if _canonical(c.func, aliases) == "mlflow.pytorch.log_model"]
+    assert logs == ["platform/reconlab/models/registry.py"], logs  # the scan sees the one call
 
 
 def test_the_scan_sees_the_code():
@@ -245,8 +264,12 @@ UNSAFE_LOADS = [
     ("import importlib as il\nil.import_module(name=f'reconlab.{part}')", "dynamic_import"),
     ("m = __import__(name)\ngetattr(m, attr)(x)", "dynamic_import"),
     ("import pkgutil\npkgutil.resolve_name(spec)", "dynamic_import"),
+    ("import mlflow.pytorch\nmlflow.pytorch.log_model(m, name='model')", "pickled_model"),
+    ("from mlflow import pytorch\npytorch.save_model(m, path, serialization_format='pickle')", "pickled_model"),
+    ("import mlflow\nmlflow.pytorch.load_model(uri)", "model_load"),
 ]
 SAFE_LOADS = [
+    "import mlflow.pytorch\nmlflow.pytorch.log_model(m, name='model', serialization_format='pt2')",
     "import torch\ntorch.load(path, weights_only=True, map_location='cpu')",
     "from torch import load\nload(path, weights_only=True)",
     "import json\njson.load(f)\njson.loads(s)",
