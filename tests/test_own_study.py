@@ -18,7 +18,8 @@ import faults
 from jobutil import REPO
 
 EXPERIMENT = "my-momentum"  # no reconlab-<study> name: the report finds the study from the sweep run
-TRIALS = 48  # its trials take ~0.2 s each: enough of them that the driver dies mid-sweep
+TRIALS = 96  # its trials take ~0.2 s each: enough of them that the driver dies mid-sweep even when the
+# first delivery round comes late (48 once all ended before it, on a loaded machine)
 
 
 def readme_files() -> dict[str, str]:
