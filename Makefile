@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: $(VENV)/.installed
 	$(PY) jobs/inversion_sweep.py $(ARGS)
-	$(PY) dashboards/build_report.py
+	$(PY) dashboards/build_report.py $$(printf '%s\n' "$(ARGS)" | grep -oE -- '--storage-path[= ][^ ]+')
 
 report: $(VENV)/.installed
 	$(PY) dashboards/build_report.py $(ARGS)
