@@ -483,7 +483,7 @@ class Spool:
         into as few ``log_batch`` calls as MLflow allows, with its params: a
         trial's start and the reports that queued up during one round cost one
         call, not one each. A run's buffered points are sent before its end."""
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, Param
 
         points: dict[str, list] = {}
         for op in ops:
@@ -494,7 +494,9 @@ class Spool:
                 continue
             run_id = self._run_for(op)
             if op["op"] == "start" and run_id not in self._params_sent:
-                self._params_due[run_id] = self._params(op)
+                # sent with the run's next points (again for a found run: its
+                # creator may have died before logging them)
+                self._params_due[run_id] = [Param(k, v) for k, v in (op.get("params") or {}).items()]
             if op["op"] == "metrics":
                 step = int(op["step"])
                 if step > self._last_step(run_id):
@@ -607,17 +609,8 @@ class Spool:
                 c.log_inputs(run_id, datasets=datasets)
             self.created.add(run_id)  # new, RUNNING and without points: nothing to ask the store
             self.last_step.setdefault(run_id, -1)
-        # sent with the run's first points (again for a found run: its creator
-        # may have died before logging them)
-        self._params_due[run_id] = self._params(op)
         self.run_ids[tid] = run_id
         return run_id
-
-    @staticmethod
-    def _params(op: dict) -> list:
-        from mlflow.entities import Param
-
-        return [Param(k, v) for k, v in (op.get("params") or {}).items()]
 
     def _from_parent(self) -> tuple[dict, list]:
         """The source tags (job, git commit) and dataset inputs of the sweep's

@@ -39,8 +39,7 @@ def _find_logged(c, exp_id: str, family: str, variant: str, spec, dataset):
     from reconlab.models import registry
 
     tags = _tags(family, variant, spec, dataset)
-    registered = registry.find(c, exp_id, family, variant,
-                               {k: tags[k] for k in (tracking.TAG_SPEC, tracking.TAG_DATA)})
+    registered = registry.find(c, exp_id, family, variant, {k: tags[k] for k in VERSION_TAGS})
     if registered is not None:
         try:
             meta, state = load_logged_model(c, registered)
@@ -54,6 +53,9 @@ def _find_logged(c, exp_id: str, family: str, variant: str, spec, dataset):
             continue
         return meta, state, run.info.run_id
     return None
+
+
+VERSION_TAGS = (tracking.TAG_SPEC, tracking.TAG_DATA)  # what a registered version carries of its run's tags
 
 
 def _tags(family, variant, spec, dataset) -> dict:
@@ -71,19 +73,19 @@ def _open_run(c, exp_id, family, variant, spec, dataset, data_root, num_workers)
     return run.info.run_id
 
 
-def _close_run(c, run_id: str, model_dir: str, seconds: float, *, family: str, variant: str, spec, dataset):
+def _close_run(c, run_id: str, model_dir: str, seconds: float, *, example):
     """Log the model directory (``model.json`` + ``state_dict.pt``), register
-    the model (``models.registry``: a pt2 MLflow model, its version tagged
-    with the spec digest and data fingerprint) and end the run FINISHED;
-    returns (meta, state_dict)."""
+    the model (``models.registry``: a pt2 MLflow model with the input
+    ``example``, its version tagged with the run's spec digest and data
+    fingerprint) and end the run FINISHED; returns (meta, state_dict)."""
     import json
 
     from reconlab.models import registry
 
     c.log_artifacts(run_id, model_dir, artifact_path="model")
-    tags = _tags(family, variant, spec, dataset)
-    registry.register_logged(c, run_id, model_dir, dataset.x_train[:2], family=family, variant=variant,
-                             tags={k: tags[k] for k in (tracking.TAG_SPEC, tracking.TAG_DATA)})
+    tags = c.get_run(run_id).data.tags  # as _open_run set them: no second hash of the data
+    registry.register_logged(c, run_id, model_dir, example, family=tags[tracking.TAG_FAMILY],
+                             variant=tags[tracking.TAG_VARIANT], tags={k: tags[k] for k in VERSION_TAGS})
     with open(os.path.join(model_dir, "model.json")) as f:
         meta = json.load(f)
     state = torch.load(os.path.join(model_dir, "state_dict.pt"), map_location="cpu", weights_only=True)
@@ -119,8 +121,7 @@ def ensure_model(c, exp_id: str, variant: str, spec, *, dataset, data_root, uri:
         if result.error is not None:
             raise result.error
         with result.checkpoint.as_directory() as d:
-            meta, state = _close_run(c, run_id, d, time.time() - t0, family=family, variant=variant, spec=spec,
-                                     dataset=dataset)
+            meta, state = _close_run(c, run_id, d, time.time() - t0, example=dataset.x_train[:2])
         final = result.metrics or {}
     except BaseException as e:
         c.set_tag(run_id, "reconlab.error", f"{type(e).__name__}: {e}"[:4000])
@@ -189,8 +190,8 @@ def ensure_models(c, exp_id: str, specs: dict, *, dataset, data_root, uri: str, 
             got = {}
             with result.checkpoint.as_directory() as d:
                 for n in names:
-                    got[n] = (*_close_run(c, runs[n], os.path.join(d, n), time.time() - t0, family=family, variant=n,
-                                          spec=missing[n], dataset=dataset), runs[n])
+                    got[n] = (*_close_run(c, runs[n], os.path.join(d, n), time.time() - t0,
+                                          example=dataset.x_train[:2]), runs[n])
                     log(f"{family} '{n}': test acc {c.get_run(runs[n]).data.metrics.get('test_acc', float('nan')):.3f}")
             return got
         except BaseException as e:
