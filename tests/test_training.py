@@ -116,3 +116,26 @@ def test_a_non_finite_training_loss_fails_the_run_naming_the_epoch():
     for bad in (float("nan"), float("inf"), float("-inf")):
         with pytest.raises(FloatingPointError, match="at epoch 3"):
             finite_loss(bad, 3)
+
+
+def test_models_registered_from_several_threads_at_once_all_register(tmp_path):
+    """``ensure_models`` closes its rosters' runs in threads: their exports run
+    at once, and torch.export's process-wide state made some fail (two of
+    seven in one smoke run) until registering was serialised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reconlab.models import build, registry
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = tracking.client(uri)
+    exp = tracking.experiment_id(c, "t", storage_dir=str(tmp_path), uri=uri)
+    runs = [c.create_run(exp).info.run_id for _ in range(4)]
+    x = torch.rand(2, 1, 28, 28)
+
+    def register(i):
+        return registry.register(c, runs[i], build("classifier_small"), x, family="classifier", variant=f"t{i}",
+                                 tags={})
+
+    with ThreadPoolExecutor(4) as pool:
+        uris = list(pool.map(register, range(4)))
+    assert uris == [f"models:/reconlab-classifier-t{i}/1" for i in range(4)]

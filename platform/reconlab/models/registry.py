@@ -14,17 +14,19 @@ as tags: reuse-by-spec looks there first.
 
 from __future__ import annotations
 
-import logging
 import re
+import threading
 
 import torch
 
 from reconlab import tracking
 
-log = logging.getLogger(__name__)
-
 TAG_RUN = "reconlab.run_id"
 FLAVOR_PATH = "mlflow_model"  # the logged model's name (``model/`` holds reconlab's own files)
+# torch.export keeps process-wide state: two exports at once (ensure_models
+# closes its rosters' runs in threads) fail with "ProxyTorchDispatchMode slot
+# already occupied" or "_EXPORT_MODULE_HIERARCHY must not be None"
+_EXPORT = threading.Lock()
 
 
 def registered_name(family: str, variant: str) -> str:
@@ -48,7 +50,7 @@ def register(c, run_id: str, model: torch.nn.Module, example: torch.Tensor, *, f
     y = y[0] if isinstance(y, (tuple, list)) else y
     name = registered_name(family, variant)
     mlflow.set_tracking_uri(c.tracking_uri)  # the fluent calls below go to this client's store
-    with mlflow.start_run(run_id=run_id):
+    with _EXPORT, mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model, name=FLAVOR_PATH, serialization_format="pt2", input_example=x.numpy(),
             signature=infer_signature(x.numpy(), y.numpy()), registered_model_name=name,
@@ -94,7 +96,7 @@ def register_logged(c, run_id: str, model_dir: str, example, *, family: str, var
         uri = register(c, run_id, load_model_dir(model_dir), example, family=family, variant=variant, tags=tags)
     except Exception as e:  # export or registry refused: the weights are logged all the same
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        log.warning("%s '%s' not registered: %s", family, variant, msg)
+        tracking.announce(f"{family} '{variant}' not registered in the Model Registry: {msg}")
         c.set_tag(run_id, "reconlab.registry_error", msg)
         return None
     c.set_tag(run_id, "reconlab.registered_model", uri)
